@@ -1,0 +1,150 @@
+"""Test fixtures: the real embedded servers, a real Celery worker process, a fake provider.
+
+The worker is a separate `celery worker` process on the test database and the test Redis,
+consuming every queue, so tests exercise real delivery. Only the paid provider is replaced:
+by a local HTTP server speaking the OpenAI protocol, which the real `openai` client calls.
+Tests that need the worker use the `worker` fixture (it implies a transactional database,
+because the worker must see committed rows).
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from config.celery import app as celery_app
+from jobs import queues
+from tests.openai_server import OpenAIServer
+from users.services import api_key_create, user_create
+
+BASE_DIR = Path(__file__).resolve().parent
+# What the worker under test is configured with (the fake provider is fast; keep retries quick).
+WORKER_AI_TIMEOUT_SECONDS = 2
+WORKER_AI_MAX_RETRIES = 2
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[OpenAIServer]:
+    server = OpenAIServer().start()
+    yield server
+    server.stop()
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A `celery worker` subprocess; can be killed and started again by fault tests."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, name: str = "test") -> None:
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "threads", "-c", "16"),
+            *("-Q", ",".join(queues.ALL_QUEUES), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"),
+            *("--without-gossip", "--without-mingle", "--loglevel=INFO"),
+        ]
+        with open(self.log_path, "a") as log:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._answers_ping, timeout=60, interval=0.3, what="the Celery worker to answer ping")
+
+    def _answers_ping(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            pytest.fail(f"worker exited with {self.process.returncode}; see {self.log_path}")
+        return bool(celery_app.control.ping(timeout=0.5))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def worker_process(
+    django_db_setup: None, django_db_blocker: Any, openai_server: OpenAIServer
+) -> Iterator[WorkerProcess]:
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "AI_PROVIDER": "openai",
+        "OPENAI_BASE_URL": openai_server.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "AI_TIMEOUT_SECONDS": str(WORKER_AI_TIMEOUT_SECONDS),
+        "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
+        "CONN_MAX_AGE": "0",
+    }
+    celery_app.control.purge()  # nothing left over from an earlier run
+    log_dir = Path(settings.EMBEDDED_DIR) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(env, log_dir / "worker.log")
+    worker.log_path.write_text("")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(transactional_db: None, worker_process: WorkerProcess) -> WorkerProcess:
+    """A live worker; the test's rows are committed so the worker sees them."""
+    return worker_process
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., Any]:
+    """Create a user (default tier unless named) with an API key on `user.api_key`."""
+
+    def make(*, tier: str | None = None, staff: bool = False) -> Any:
+        user = user_create(username=f"user-{uuid.uuid4().hex[:8]}", tier_slug=tier, is_staff=staff)
+        _, user.api_key = api_key_create(user=user)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_for() -> Callable[[Any], APIClient]:
+    """An API client that authenticates as `user` with their API key."""
+
+    def make(user: Any) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {user.api_key}")
+        return client
+
+    return make

@@ -1,0 +1,133 @@
+"""The one dispatch path: record a task with the work it belongs to, send it after commit.
+
+Every start of background work goes through `task_dispatch`. The record is written in the
+caller's transaction; the message is sent only once that transaction commits, so no worker
+looks for a row that is not there yet. A record whose send failed (broker down) or that went
+silent is found by `task_records_sweep` and sent again, so nothing accepted is stranded.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from jobs.models import TaskRecord
+from jobs.signals import task_record_abandoned
+
+logger = logging.getLogger(__name__)
+State = TaskRecord.State
+
+# Publishing to a broker that is down must fail fast: the sweeper sends the record later.
+SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def task_dispatch(
+    *,
+    name: str,
+    queue: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    owner: Any = None,
+    target: models.Model | None = None,
+) -> TaskRecord:
+    """Record task `name` and send it to `queue` once the current transaction commits."""
+    record = TaskRecord.objects.create(
+        id=uuid.uuid4(),
+        name=name,
+        queue=queue,
+        args=list(args or []),
+        kwargs=dict(kwargs or {}),
+        owner=owner,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+    )
+    transaction.on_commit(lambda: task_record_send(record_id=record.id), robust=True)
+    return record
+
+
+def task_record_send(*, record_id: uuid.UUID) -> bool:
+    """Send a WAITING or QUEUED record's message; False (record left to the sweeper) on failure."""
+    record = TaskRecord.objects.filter(pk=record_id, state__in=TaskRecord.UNSENT_STATES).first()
+    if record is None:
+        return False
+    try:
+        current_app.send_task(
+            record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            task_id=str(record.id),
+            queue=record.queue,
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+        )
+    except Exception as exc:  # kombu raises many kinds (OperationalError, OSError, ...)
+        logger.warning("task %s not sent, the sweeper will retry: %s", record.id, exc)
+        TaskRecord.objects.filter(pk=record.id, state__in=TaskRecord.UNSENT_STATES).update(
+            state=State.WAITING, updated_at=timezone.now()
+        )
+        return False
+    # Only WAITING moves to QUEUED: a fast worker may already have marked it STARTED.
+    TaskRecord.objects.filter(pk=record.id).update(sends=F("sends") + 1, sent_at=timezone.now())
+    TaskRecord.objects.filter(pk=record.id, state=State.WAITING).update(state=State.QUEUED)
+    return True
+
+
+def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = True, **fields: Any) -> int:
+    """Change a record's state or progress; every change goes through here."""
+    queryset = TaskRecord.objects.filter(pk=task_id)
+    if only_if_not_final:
+        queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
+    fields.setdefault("updated_at", timezone.now())
+    return queryset.update(**fields)
+
+
+def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
+    """Report how far a running task has come (0-100) and what it is doing."""
+    task_record_update(
+        task_id=task_id,
+        state=State.PROGRESS,
+        progress_percent=max(0, min(100, percent)),
+        progress_message=message[:255],
+    )
+
+
+def _give_up(record: TaskRecord, reason: str) -> None:
+    updated = task_record_update(task_id=record.id, state=State.FAILURE, error=reason, finished_at=timezone.now())
+    if updated:
+        record.refresh_from_db()
+        task_record_abandoned.send(sender=TaskRecord, record=record, reason=reason)
+
+
+def task_records_sweep() -> dict[str, int]:
+    """Send again what was never sent or went silent; give up after JOBS_MAX_SENDS sends."""
+    now = timezone.now()
+    resend_before = now - timedelta(seconds=settings.JOBS_RESEND_AFTER_SECONDS)
+    # A queued message may simply wait behind others; only a long silence means it was lost.
+    queued_before = now - timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2)
+    silent_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    stranded = TaskRecord.objects.filter(
+        Q(state=State.WAITING, updated_at__lt=resend_before)
+        | Q(state=State.QUEUED, updated_at__lt=queued_before)
+        | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
+    ).order_by("updated_at")[:1000]
+    counts = {"resent": 0, "failed": 0, "unsent": 0}
+    for record in stranded:
+        if record.sends >= settings.JOBS_MAX_SENDS:
+            _give_up(record, f"Gave up after {record.sends} deliveries without a result.")
+            counts["failed"] += 1
+            continue
+        # Back to WAITING first, so a worker that still holds it cannot be overwritten later.
+        TaskRecord.objects.filter(pk=record.pk, state=record.state).update(state=State.WAITING, updated_at=now)
+        if task_record_send(record_id=record.id):
+            counts["resent"] += 1
+        else:
+            counts["unsent"] += 1
+    if any(counts.values()):
+        logger.info("sweep: %s", counts)
+    return counts

@@ -1,0 +1,49 @@
+"""Celery signal handlers: a worker's view of a task becomes the record's state."""
+
+import logging
+from typing import Any
+
+from celery import signals
+from django.utils import timezone
+
+from jobs.models import TaskRecord
+from jobs.services import task_record_update
+
+logger = logging.getLogger(__name__)
+State = TaskRecord.State
+
+
+def _error_text(exc: BaseException | None) -> str:
+    if exc is None:
+        return "Task failed."
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ == "TaskFailed" else f"{type(exc).__name__}: {text}"
+
+
+@signals.task_prerun.connect
+def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
+    task_record_update(
+        task_id=task_id, state=State.STARTED, started_at=timezone.now(), worker=task.request.hostname or ""
+    )
+
+
+@signals.task_retry.connect
+def _on_retry(request: Any, reason: Any = None, **_: Any) -> None:
+    task_record_update(task_id=request.id, state=State.RETRY, error=str(reason or ""))
+
+
+@signals.task_postrun.connect
+def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_: Any) -> None:
+    now = timezone.now()
+    if state == "SUCCESS":
+        result = retval if isinstance(retval, (dict, list, str, int, float, bool, type(None))) else str(retval)
+        task_record_update(
+            task_id=task_id, state=State.SUCCESS, result=result, error="", progress_percent=100, finished_at=now
+        )
+    elif state == "FAILURE":
+        task_record_update(task_id=task_id, state=State.FAILURE, error=_error_text(retval), finished_at=now)
+
+
+@signals.task_revoked.connect
+def _on_revoked(request: Any, **_: Any) -> None:
+    task_record_update(task_id=request.id, state=State.REVOKED, finished_at=timezone.now())

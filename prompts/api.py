@@ -1,0 +1,101 @@
+"""Prompt API: accept chat prompts (202), list and show one's own requests."""
+
+from django.db.models import QuerySet
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from common.fields import StrictCharField
+from prompts.models import PromptRequest, PromptResponse
+from prompts.selectors import prompt_request_list
+from prompts.services import prompt_request_create
+
+
+class PromptCreateSerializer(serializers.Serializer):
+    prompt_text = StrictCharField(help_text="What to ask the model.")
+    model = StrictCharField(required=False, help_text="A model your tier allows; the default model if omitted.")
+
+
+class PromptResponseSerializer(serializers.ModelSerializer):
+    total_tokens = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = PromptResponse
+        fields = [
+            "text",
+            "result",
+            "provider",
+            "model",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "duration_ms",
+            "created_at",
+        ]
+
+
+class PromptRequestSerializer(serializers.ModelSerializer):
+    response = serializers.SerializerMethodField()
+    status_url = serializers.SerializerMethodField()
+    task_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PromptRequest
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "model",
+            "prompt_text",
+            "input",
+            "error",
+            "task_id",
+            "status_url",
+            "task_url",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "response",
+        ]
+        read_only_fields = fields
+
+    @extend_schema(responses=PromptResponseSerializer(allow_null=True))
+    def get_response(self, obj: PromptRequest) -> dict | None:
+        response = getattr(obj, "response", None)
+        return PromptResponseSerializer(response).data if response else None
+
+    def get_status_url(self, obj: PromptRequest) -> str:
+        return self._absolute(reverse("api:prompt-detail", args=[obj.pk]))
+
+    def get_task_url(self, obj: PromptRequest) -> str | None:
+        return self._absolute(reverse("api:task-detail", args=[obj.task_id])) if obj.task_id else None
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class PromptAcceptedSerializer(PromptRequestSerializer):
+    class Meta(PromptRequestSerializer.Meta):
+        fields = ["id", "status", "task_id", "status_url", "task_url", "model", "created_at"]
+        read_only_fields = fields
+
+
+class PromptViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your chat prompts. POST answers 202 at once; follow `status_url` or `task_url`."""
+
+    serializer_class = PromptRequestSerializer
+    filterset_fields = ["status", "kind"]
+
+    def get_queryset(self) -> QuerySet[PromptRequest]:
+        return prompt_request_list(user=self.request.user)
+
+    @extend_schema(request=PromptCreateSerializer, responses={202: PromptAcceptedSerializer})
+    def create(self, request: Request) -> Response:
+        incoming = PromptCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        prompt = prompt_request_create(user=request.user, **incoming.validated_data)
+        body = PromptAcceptedSerializer(prompt, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]})

@@ -1,0 +1,68 @@
+"""Prompt requests (the user's view of their work) and the responses they produced."""
+
+from django.conf import settings
+from django.db import models
+
+
+class PromptRequest(models.Model):
+    """Work a user asked for; its `status` is what the user sees."""
+
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat"
+        TRANSLATION = "translation", "Translation"
+        IMAGE = "image", "Image"
+        QUERY = "query", "Query"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        IN_PROGRESS = "IN_PROGRESS", "In progress"
+        COMPLETED = "COMPLETED", "Completed"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompt_requests")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CHAT)
+    model = models.CharField(max_length=100)
+    prompt_text = models.TextField(blank=True)
+    input = models.JSONField(default=dict, blank=True, help_text="Kind-specific parameters.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    task_id = models.UUIDField(null=True, blank=True, help_text="The current task's id.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When it reached a final status.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class PromptResponse(models.Model):
+    """The one answer to a request (the one-to-one makes a second impossible)."""
+
+    request = models.OneToOneField(PromptRequest, on_delete=models.CASCADE, related_name="response")
+    text = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True, help_text="Structured result for non-chat kinds.")
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0)
+    task_id = models.UUIDField(null=True, blank=True, help_text="The task run that produced it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"response to #{self.request_id}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

@@ -1,0 +1,121 @@
+"""Writes for prompt requests: accept, process (in the worker), fail."""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ai import providers
+from jobs import queues
+from jobs.services import task_dispatch
+from prompts.models import PromptRequest, PromptResponse
+from users.models import Tier, User
+from users.services import user_tier
+
+logger = logging.getLogger(__name__)
+Status = PromptRequest.Status
+PROCESS_TASK = "prompts.process_prompt_request"
+
+
+def tier_models(tier: Tier) -> list[str]:
+    """The chat models a tier may use."""
+    configured = list(settings.AI_CHAT_MODELS)
+    return [m for m in configured if m in tier.allowed_models] if tier.allowed_models else configured
+
+
+def _validate_chat(*, tier: Tier, prompt_text: str, model: str) -> None:
+    errors: dict[str, str] = {}
+    allowed = tier_models(tier)
+    if model not in allowed:
+        errors["model"] = (
+            f"Unknown or unavailable model {model!r} for the {tier.name} tier; choose one of: {', '.join(allowed)}."
+        )
+    if len(prompt_text) > tier.max_prompt_length:
+        errors["prompt_text"] = (
+            f"The prompt is {len(prompt_text)} characters; "
+            f"the {tier.name} tier allows at most {tier.max_prompt_length}."
+        )
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def prompt_request_create(*, user: User, prompt_text: str, model: str | None = None) -> PromptRequest:
+    """Accept a chat prompt: the request and its task record commit together, sent after commit."""
+    tier = user_tier(user)
+    model = model or settings.AI_DEFAULT_CHAT_MODEL
+    _validate_chat(tier=tier, prompt_text=prompt_text, model=model)
+    request = PromptRequest.objects.create(
+        owner=user, kind=PromptRequest.Kind.CHAT, model=model, prompt_text=prompt_text
+    )
+    _dispatch(request, tier)
+    return request
+
+
+def _dispatch(request: PromptRequest, tier: Tier) -> None:
+    record = task_dispatch(
+        name=PROCESS_TASK,
+        queue=queues.prompt_queue_for(tier.queue_priority),
+        args=[request.pk],
+        owner=request.owner,
+        target=request,
+    )
+    request.task_id = record.id
+    request.save(update_fields=["task_id"])
+
+
+def prompt_request_process(*, request_id: int, task_id: str | None = None) -> PromptRequest | None:
+    """Run a request once: mark it started, call the provider (no lock held), store the outcome.
+
+    Safe to run twice, even at the same time: the row lock and the one-to-one response make a
+    second answer impossible, and a request already final is returned untouched.
+    """
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.is_final:
+            return request
+        request.status = Status.IN_PROGRESS
+        request.started_at = request.started_at or timezone.now()
+        request.save(update_fields=["status", "started_at"])
+
+    messages = [{"role": "user", "content": request.prompt_text}]
+    try:
+        answer = providers.chat(messages, model=request.model)
+    except providers.ProviderError as exc:
+        return prompt_request_fail(request_id=request_id, error=str(exc))
+
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().get(pk=request_id)
+        if request.is_final:  # finished by a concurrent run, or cancelled meanwhile
+            return request
+        PromptResponse.objects.create(
+            request=request,
+            text=answer.text,
+            provider=answer.provider,
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            duration_ms=answer.duration_ms,
+            task_id=task_id,
+        )
+        request.status = Status.COMPLETED
+        request.error = ""
+        request.completed_at = timezone.now()
+        request.save(update_fields=["status", "error", "completed_at"])
+    return request
+
+
+def prompt_request_fail(*, request_id: int, error: str) -> PromptRequest | None:
+    """End a request FAILED with a readable reason, unless it already ended."""
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.is_final:
+            return request
+        request.status = Status.FAILED
+        request.error = error
+        request.completed_at = timezone.now()
+        request.save(update_fields=["status", "error", "completed_at"])
+    logger.info("prompt request %s failed: %s", request_id, error)
+    return request

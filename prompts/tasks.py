@@ -1,0 +1,40 @@
+"""Prompt tasks: thin wrappers over the services."""
+
+from typing import Any
+
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
+
+from jobs.exceptions import TaskFailed
+from prompts.models import PromptRequest
+from prompts.services import PROCESS_TASK, prompt_request_fail, prompt_request_process
+
+
+class PromptTask(Task):
+    """Whatever ends the task in failure also ends its request FAILED, never IN_PROGRESS."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if args and not isinstance(exc, TaskFailed):
+            prompt_request_fail(request_id=args[0], error=f"Internal error while processing: {type(exc).__name__}")
+
+
+@shared_task(
+    base=PromptTask,
+    bind=True,
+    name=PROCESS_TASK,
+    throws=(TaskFailed,),
+    # A database restart is transient: try again shortly (well under the visibility timeout).
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+)
+def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None:
+    """Call the provider for one request and store its response."""
+    request = prompt_request_process(request_id=request_id, task_id=self.request.id)
+    if request is None:
+        return None
+    if request.status == PromptRequest.Status.FAILED:
+        raise TaskFailed(request.error)
+    return {"request_id": request.pk, "status": request.status}
