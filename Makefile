@@ -19,8 +19,11 @@ install: $(STAMP)
 run: $(STAMP)  ## web, workers, beat and Flower on embedded PostgreSQL and Redis
 	$(PY) scripts/dev.py
 
+TEST_ENV := EMBEDDED_DIR=$(CURDIR)/var/test EMBEDDED_DURABLE=0
+
 test: $(STAMP)  ## the whole suite against real servers and a real worker
-	EMBEDDED_DIR=$(CURDIR)/var/test EMBEDDED_DURABLE=0 $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(TEST_ENV) $(PY) -m config.embedded stop; exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -29,7 +32,7 @@ lint: $(STAMP)
 
 stop:  ## stop embedded servers left running by a manage.py command
 	$(PY) -m config.embedded stop
-	EMBEDDED_DIR=$(CURDIR)/var/test $(PY) -m config.embedded stop
+	$(TEST_ENV) $(PY) -m config.embedded stop
 
 lock: $(STAMP)  ## re-pin every installed package after changing requirements*.txt
 	(echo "# Every package CI and make install, transitive ones included (regenerate: make lock)."; \

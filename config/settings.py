@@ -9,7 +9,8 @@ from jobs import queues
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")  # real environment variables win
 
 # Core ---------------------------------------------------------------------------------------
 
