@@ -24,6 +24,13 @@ class Tier(models.Model):
     max_in_flight = models.PositiveIntegerField(
         default=2, help_text="How many of one user's requests may run at once; the rest wait."
     )
+    max_document_bytes = models.PositiveIntegerField(default=1_000_000, help_text="Largest document upload.")
+    auto_assign_min_requests = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Users with at least this many requests over the last 30 days are placed in this tier "
+        "(the highest tier whose threshold they reach). Empty: never assigned automatically.",
+    )
 
     class Meta:
         ordering = ["daily_request_limit", "slug"]
@@ -36,6 +43,10 @@ class User(AbstractUser):
     """A person or system that calls the API; every user belongs to a tier."""
 
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="users", null=True, blank=True)
+    tier_pinned = models.BooleanField(default=False, help_text="An operator chose this tier; never recalculate it.")
+    # Today's counters; the daily reset zeroes them in one UPDATE.
+    requests_today = models.PositiveIntegerField(default=0)
+    tokens_today = models.PositiveBigIntegerField(default=0)
 
 
 class ApiKey(models.Model):
@@ -51,3 +62,28 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class UsageDaily(models.Model):
+    """One user's numbers for one day (in TIME_ZONE): what /me/usage/ and statistics report."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_days")
+    date = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    total_duration_ms = models.PositiveBigIntegerField(default=0, help_text="Sum over completed requests.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-date"]
+        constraints = [models.UniqueConstraint(fields=["user", "date"], name="usage_daily_one_row_per_user_day")]
+        indexes = [models.Index(fields=["date"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.date}"
+
+    @property
+    def mean_latency_ms(self) -> int | None:
+        return self.total_duration_ms // self.completed if self.completed else None

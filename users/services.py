@@ -12,31 +12,16 @@ KEY_PREFIX = "ak_"
 
 # The tiers every installation starts with (a data migration writes them; tests call it too).
 DEFAULT_TIERS = [
-    {
-        "slug": "free",
-        "name": "Free",
-        "daily_request_limit": 100,
-        "max_prompt_length": 4000,
-        "queue_priority": Tier.Priority.LOW,
-        "max_in_flight": 2,
-    },
-    {
-        "slug": "pro",
-        "name": "Pro",
-        "daily_request_limit": 1000,
-        "max_prompt_length": 16000,
-        "queue_priority": Tier.Priority.NORMAL,
-        "max_in_flight": 10,
-    },
-    {
-        "slug": "premium",
-        "name": "Premium",
-        "daily_request_limit": 10000,
-        "max_prompt_length": 64000,
-        "queue_priority": Tier.Priority.HIGH,
-        "max_in_flight": 25,
-    },
-]
+    {"slug": "free", "name": "Free", "daily_request_limit": 100, "max_prompt_length": 4_000,
+     "queue_priority": "low", "max_in_flight": 2, "max_document_bytes": 1_000_000,
+     "auto_assign_min_requests": None},
+    {"slug": "pro", "name": "Pro", "daily_request_limit": 1_000, "max_prompt_length": 16_000,
+     "queue_priority": "normal", "max_in_flight": 10, "max_document_bytes": 10_000_000,
+     "auto_assign_min_requests": 500},
+    {"slug": "premium", "name": "Premium", "daily_request_limit": 10_000, "max_prompt_length": 64_000,
+     "queue_priority": "high", "max_in_flight": 25, "max_document_bytes": 50_000_000,
+     "auto_assign_min_requests": None},
+]  # fmt: skip
 DEFAULT_TIER_SLUG = "free"
 
 
