@@ -8,6 +8,7 @@ because the worker must see committed rows).
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from jobs import queues
 from tests.openai_server import OpenAIServer
-from users.services import api_key_create, user_create
+from users.services import api_key_create, tiers_default_ensure, user_create
 
 BASE_DIR = Path(__file__).resolve().parent
 # What the worker under test is configured with (the fake provider is fast; keep retries quick).
@@ -62,21 +63,23 @@ class WorkerProcess:
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.node_name = ""
 
-    def start(self, *, name: str = "test") -> None:
+    def start(self, *, name: str = "test", concurrency: int = 16, consume: tuple[str, ...] = queues.ALL_QUEUES) -> None:
+        self.node_name = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         command = [
-            *(sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "threads", "-c", "16"),
-            *("-Q", ",".join(queues.ALL_QUEUES), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"),
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "threads", "-c", str(concurrency)),
+            *("-Q", ",".join(consume), "-n", self.node_name),
             *("--without-gossip", "--without-mingle", "--loglevel=INFO"),
         ]
         with open(self.log_path, "a") as log:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._answers_ping, timeout=60, interval=0.3, what="the Celery worker to answer ping")
+        wait_until(self._answers_ping, timeout=60, interval=0.3, what=f"worker {self.node_name} to answer ping")
 
     def _answers_ping(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             pytest.fail(f"worker exited with {self.process.returncode}; see {self.log_path}")
-        return bool(celery_app.control.ping(timeout=0.5))
+        return bool(celery_app.control.ping(destination=[self.node_name], timeout=0.5))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -131,6 +134,7 @@ def make_user(db: None) -> Callable[..., Any]:
     """Create a user (default tier unless named) with an API key on `user.api_key`."""
 
     def make(*, tier: str | None = None, staff: bool = False) -> Any:
+        tiers_default_ensure()  # a transactional test before this one flushed the migrated rows
         user = user_create(username=f"user-{uuid.uuid4().hex[:8]}", tier_slug=tier, is_staff=staff)
         _, user.api_key = api_key_create(user=user)
         return user

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from jobs.api import HealthView, TaskDetailView
 from prompts.api import PromptViewSet
+from users.api import MeUsageView, MeView
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
@@ -15,6 +16,8 @@ api_v1 = [
     *router.urls,
     path("tasks/<str:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("health/", HealthView.as_view(), name="health"),
+    path("me/", MeView.as_view(), name="me"),
+    path("me/usage/", MeUsageView.as_view(), name="me-usage"),
 ]
 
 urlpatterns = [

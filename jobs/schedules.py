@@ -7,6 +7,7 @@ operator's edits in the admin (schedule, enabled, queue) survive every restart.
 import json
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
 
@@ -45,7 +46,7 @@ def periodic_jobs_ensure() -> list[str]:
                 every=job.every_seconds, period=IntervalSchedule.SECONDS
             )
         else:
-            schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(**job.crontab)
+            schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(timezone=settings.TIME_ZONE, **job.crontab)
         PeriodicTask.objects.create(
             name=job.slug,
             task=job.task,

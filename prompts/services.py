@@ -1,10 +1,13 @@
 """Writes for prompt requests: accept, process (in the worker), fail."""
 
 import logging
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ai import providers
@@ -12,7 +15,7 @@ from jobs import queues
 from jobs.services import task_dispatch
 from prompts.models import PromptRequest, PromptResponse
 from users.models import Tier, User
-from users.services import user_tier
+from users.services import daily_quota_consume, usage_daily_store, usage_record_finished, user_tier
 
 logger = logging.getLogger(__name__)
 Status = PromptRequest.Status
@@ -47,6 +50,7 @@ def prompt_request_create(*, user: User, prompt_text: str, model: str | None = N
     tier = user_tier(user)
     model = model or settings.AI_DEFAULT_CHAT_MODEL
     _validate_chat(tier=tier, prompt_text=prompt_text, model=model)
+    daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
     request = PromptRequest.objects.create(
         owner=user, kind=PromptRequest.Kind.CHAT, model=model, prompt_text=prompt_text
     )
@@ -104,6 +108,13 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
         request.error = ""
         request.completed_at = timezone.now()
         request.save(update_fields=["status", "error", "completed_at"])
+        usage_record_finished(
+            user_id=request.owner_id,
+            day=timezone.localdate(request.created_at),
+            completed=True,
+            tokens=answer.prompt_tokens + answer.completion_tokens,
+            duration_ms=answer.duration_ms,
+        )
     return request
 
 
@@ -117,5 +128,28 @@ def prompt_request_fail(*, request_id: int, error: str) -> PromptRequest | None:
         request.error = error
         request.completed_at = timezone.now()
         request.save(update_fields=["status", "error", "completed_at"])
+        usage_record_finished(user_id=request.owner_id, day=timezone.localdate(request.created_at), completed=False)
     logger.info("prompt request %s failed: %s", request_id, error)
     return request
+
+
+def user_statistics_recompute(*, user_id: int, day: date | None = None) -> dict[str, int]:
+    """Recompute one user's numbers for one day from their requests (idempotent repair).
+
+    The numbers are normally kept exact as they happen (in the transaction that makes each
+    request final); this rebuilds them from the requests themselves, e.g. after a manual fix.
+    """
+    day = day or timezone.localdate()
+    start = timezone.make_aware(datetime.combine(day, time.min))
+    requests = PromptRequest.objects.filter(
+        owner_id=user_id, created_at__gte=start, created_at__lt=start + timedelta(days=1)
+    )
+    numbers = requests.aggregate(
+        requests=Count("id"),
+        completed=Count("id", filter=Q(status=Status.COMPLETED)),
+        failed=Count("id", filter=Q(status=Status.FAILED)),
+        tokens=Coalesce(Sum(F("response__prompt_tokens") + F("response__completion_tokens")), 0),
+        total_duration_ms=Coalesce(Sum("response__duration_ms", filter=Q(status=Status.COMPLETED)), 0),
+    )
+    usage_daily_store(user_id=user_id, day=day, **numbers)
+    return numbers

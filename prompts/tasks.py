@@ -5,9 +5,10 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
+from jobs import queues
 from jobs.exceptions import TaskFailed
 from prompts.models import PromptRequest
-from prompts.services import PROCESS_TASK, prompt_request_fail, prompt_request_process
+from prompts.services import PROCESS_TASK, prompt_request_fail, prompt_request_process, user_statistics_recompute
 
 
 class PromptTask(Task):
@@ -38,3 +39,9 @@ def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None
     if request.status == PromptRequest.Status.FAILED:
         raise TaskFailed(request.error)
     return {"request_id": request.pk, "status": request.status}
+
+
+@shared_task(name="prompts.update_user_statistics", queue=queues.MAINTENANCE)
+def update_user_statistics(user_id: int) -> dict[str, int]:
+    """Recompute today's statistics of one user from their requests (idempotent)."""
+    return user_statistics_recompute(user_id=user_id)

@@ -44,9 +44,11 @@ class User(AbstractUser):
 
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="users", null=True, blank=True)
     tier_pinned = models.BooleanField(default=False, help_text="An operator chose this tier; never recalculate it.")
-    # Today's counters; the daily reset zeroes them in one UPDATE.
+    # Today's counters. They belong to `usage_date`: on a new day they count from zero even if
+    # the nightly reset has not run yet; the reset zeroes them all in one UPDATE.
     requests_today = models.PositiveIntegerField(default=0)
     tokens_today = models.PositiveBigIntegerField(default=0)
+    usage_date = models.DateField(null=True, blank=True)
 
 
 class ApiKey(models.Model):

@@ -2,11 +2,14 @@
 
 import hashlib
 import secrets
+from datetime import date, datetime, time, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from users.models import ApiKey, Tier, User
+from users.exceptions import DailyLimitExceeded
+from users.models import ApiKey, Tier, UsageDaily, User
 
 KEY_PREFIX = "ak_"
 
@@ -14,7 +17,7 @@ KEY_PREFIX = "ak_"
 DEFAULT_TIERS = [
     {"slug": "free", "name": "Free", "daily_request_limit": 100, "max_prompt_length": 4_000,
      "queue_priority": "low", "max_in_flight": 2, "max_document_bytes": 1_000_000,
-     "auto_assign_min_requests": None},
+     "auto_assign_min_requests": 0},
     {"slug": "pro", "name": "Pro", "daily_request_limit": 1_000, "max_prompt_length": 16_000,
      "queue_priority": "normal", "max_in_flight": 10, "max_document_bytes": 10_000_000,
      "auto_assign_min_requests": 500},
@@ -78,3 +81,149 @@ def api_key_touch(api_key: ApiKey) -> None:
     now = timezone.now()
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+
+
+# Daily limits and usage ---------------------------------------------------------------------
+
+
+def usage_day() -> date:
+    """Today in the configured time zone: the day limits and statistics count in."""
+    return timezone.localdate()
+
+
+def daily_reset_at() -> datetime:
+    """When today's counters reset: the next midnight in the configured time zone."""
+    tomorrow = usage_day() + timedelta(days=1)
+    return timezone.make_aware(datetime.combine(tomorrow, time.min))
+
+
+def daily_quota_consume(*, user: User) -> int:
+    """Count one accepted request against today's limit, atomically; 429 when none is left.
+
+    One conditional UPDATE: concurrent requests queue on the row lock and each re-checks the
+    limit, so with one request left exactly one of them is admitted. Called inside the
+    transaction that records the request, so a request that is not recorded is not counted.
+    """
+    tier = user_tier(user)
+    today = usage_day()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE users_user
+               SET requests_today = CASE WHEN usage_date = %(today)s THEN requests_today + 1 ELSE 1 END,
+                   tokens_today = CASE WHEN usage_date = %(today)s THEN tokens_today ELSE 0 END,
+                   usage_date = %(today)s
+             WHERE id = %(id)s AND (usage_date IS DISTINCT FROM %(today)s OR requests_today < %(limit)s)
+         RETURNING requests_today
+            """,
+            {"today": today, "id": user.pk, "limit": tier.daily_request_limit},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        reset_at = daily_reset_at()
+        wait = max(1, int((reset_at - timezone.now()).total_seconds()))
+        raise DailyLimitExceeded(
+            limit=tier.daily_request_limit, used=tier.daily_request_limit, reset_at=reset_at, wait_seconds=wait
+        )
+    _usage_add(user_id=user.pk, day=today, requests=1)
+    return row[0]
+
+
+def usage_record_finished(*, user_id: int, day: date, completed: bool, tokens: int = 0, duration_ms: int = 0) -> None:
+    """Count a request's outcome; call it in the transaction that makes the request final."""
+    _usage_add(
+        user_id=user_id,
+        day=day,
+        completed=int(completed),
+        failed=int(not completed),
+        tokens=tokens,
+        duration_ms=duration_ms if completed else 0,
+    )
+    if tokens:
+        User.objects.filter(pk=user_id, usage_date=day).update(tokens_today=F("tokens_today") + tokens)
+
+
+def _usage_add(
+    *,
+    user_id: int,
+    day: date,
+    requests: int = 0,
+    completed: int = 0,
+    failed: int = 0,
+    tokens: int = 0,
+    duration_ms: int = 0,
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO users_usagedaily (user_id, date, requests, completed, failed, tokens, total_duration_ms,
+                                          updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (user_id, date) DO UPDATE SET
+                requests = users_usagedaily.requests + EXCLUDED.requests,
+                completed = users_usagedaily.completed + EXCLUDED.completed,
+                failed = users_usagedaily.failed + EXCLUDED.failed,
+                tokens = users_usagedaily.tokens + EXCLUDED.tokens,
+                total_duration_ms = users_usagedaily.total_duration_ms + EXCLUDED.total_duration_ms,
+                updated_at = now()
+            """,
+            [user_id, day, requests, completed, failed, tokens, duration_ms],
+        )
+
+
+def usage_daily_store(*, user_id: int, day: date, **numbers: int) -> None:
+    """Overwrite one user's numbers for one day (recomputed from the requests themselves)."""
+    UsageDaily.objects.update_or_create(user_id=user_id, date=day, defaults=numbers)
+
+
+def user_daily_limit_reset(*, user_id: int) -> int:
+    """Give one user today's full limit again."""
+    return User.objects.filter(pk=user_id).update(requests_today=0, tokens_today=0)
+
+
+def daily_limits_reset_all() -> int:
+    """Zero every user's daily counters in one set-based UPDATE (rows already zero are skipped)."""
+    return User.objects.filter(Q(requests_today__gt=0) | Q(tokens_today__gt=0)).update(requests_today=0, tokens_today=0)
+
+
+# Automatic tiers ----------------------------------------------------------------------------
+
+TIER_WINDOW_DAYS = 30
+
+# Users who are not pinned and sit in an automatic tier (one with a threshold) move to the
+# automatic tier with the highest threshold their requests over the window reach.
+_RECALCULATE_TIERS_SQL = """
+WITH usage AS (
+    SELECT user_id, SUM(requests) AS requests
+      FROM users_usagedaily
+     WHERE date >= %(since)s {usage_filter}
+  GROUP BY user_id
+), target AS (
+    SELECT u.id,
+           (SELECT t.id FROM users_tier t
+             WHERE t.auto_assign_min_requests IS NOT NULL
+               AND t.auto_assign_min_requests <= COALESCE(usage.requests, 0)
+          ORDER BY t.auto_assign_min_requests DESC, t.id
+             LIMIT 1) AS tier_id
+      FROM users_user u
+      JOIN users_tier current_tier ON current_tier.id = u.tier_id
+ LEFT JOIN usage ON usage.user_id = u.id
+     WHERE NOT u.tier_pinned AND current_tier.auto_assign_min_requests IS NOT NULL {user_filter}
+)
+UPDATE users_user u SET tier_id = target.tier_id
+  FROM target
+ WHERE u.id = target.id AND target.tier_id IS NOT NULL AND u.tier_id <> target.tier_id
+"""
+
+
+def tiers_recalculate(*, user_id: int | None = None) -> int:
+    """Place users in their automatic tier, one user or all of them in one statement."""
+    since = usage_day() - timedelta(days=TIER_WINDOW_DAYS - 1)
+    one_user = user_id is not None
+    sql = _RECALCULATE_TIERS_SQL.format(
+        usage_filter="AND user_id = %(user_id)s" if one_user else "",
+        user_filter="AND u.id = %(user_id)s" if one_user else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"since": since, "user_id": user_id})
+        return cursor.rowcount

@@ -6,7 +6,7 @@ from django.db import migrations
 DEFAULT_TIERS = [
     {"slug": "free", "name": "Free", "daily_request_limit": 100, "max_prompt_length": 4_000,
      "queue_priority": "low", "max_in_flight": 2, "max_document_bytes": 1_000_000,
-     "auto_assign_min_requests": None},
+     "auto_assign_min_requests": 0},
     {"slug": "pro", "name": "Pro", "daily_request_limit": 1_000, "max_prompt_length": 16_000,
      "queue_priority": "normal", "max_in_flight": 10, "max_document_bytes": 10_000_000,
      "auto_assign_min_requests": 500},

@@ -1,0 +1,47 @@
+"""Reads for users: today's quota and daily usage."""
+
+from datetime import timedelta
+from typing import Any
+
+from users.models import UsageDaily, User
+from users.services import daily_reset_at, usage_day, user_tier
+
+
+def user_quota(*, user: User) -> dict[str, Any]:
+    """Tier, limit, used today, remaining and when it resets."""
+    tier = user_tier(user)
+    today = usage_day()
+    used = user.requests_today if user.usage_date == today else 0
+    tokens = user.tokens_today if user.usage_date == today else 0
+    return {
+        "username": user.username,
+        "tier": {"slug": tier.slug, "name": tier.name, "queue_priority": tier.queue_priority},
+        "daily_request_limit": tier.daily_request_limit,
+        "used_today": used,
+        "remaining_today": max(0, tier.daily_request_limit - used),
+        "tokens_today": tokens,
+        "max_prompt_length": tier.max_prompt_length,
+        "reset_at": daily_reset_at(),
+    }
+
+
+def usage_days(*, user: User, days: int) -> list[dict[str, Any]]:
+    """The last `days` days, newest first, with zeros for days without requests."""
+    today = usage_day()
+    since = today - timedelta(days=days - 1)
+    rows = {row.date: row for row in UsageDaily.objects.filter(user=user, date__gte=since)}
+    result = []
+    for offset in range(days):
+        day = today - timedelta(days=offset)
+        row = rows.get(day)
+        result.append(
+            {
+                "date": day,
+                "requests": row.requests if row else 0,
+                "completed": row.completed if row else 0,
+                "failed": row.failed if row else 0,
+                "tokens": row.tokens if row else 0,
+                "mean_latency_ms": row.mean_latency_ms if row else None,
+            }
+        )
+    return result
