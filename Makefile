@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.txt requirements.txt | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test lint stop lock clean-var
+.PHONY: install run test lint bench stop lock
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -24,6 +24,9 @@ TEST_ENV := EMBEDDED_DIR=$(CURDIR)/var/test EMBEDDED_DURABLE=0
 test: $(STAMP)  ## the whole suite against real servers and a real worker
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	$(TEST_ENV) $(PY) -m config.embedded stop; exit $$status
+
+bench: $(STAMP)  ## benchmarks against baselines measured in the same run (bench/)
+	$(PY) bench/run.py $(BENCH)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

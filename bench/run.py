@@ -1,0 +1,30 @@
+"""`make bench`: every benchmark in bench/, on its own embedded servers (var/bench) by default."""
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("EMBEDDED_DIR", str(BASE_DIR / "var" / "bench"))
+os.environ.setdefault("EMBEDDED_DURABLE", "0")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+BENCHMARKS = ["bench.bench_users"]
+
+
+def main(selected: list[str]) -> None:
+    """Migrate the benchmark database, then run the benchmarks named (all by default)."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    for name in BENCHMARKS:
+        if not selected or any(s in name for s in selected):
+            importlib.import_module(name).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
