@@ -112,6 +112,7 @@ def worker_process(
         "AI_TIMEOUT_SECONDS": str(WORKER_AI_TIMEOUT_SECONDS),
         "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
         "CONN_MAX_AGE": "0",
+        "CACHE_MAX_IDLE_DAYS": "0",  # lets the cache cleanup test see a 1-second-old key as stale
     }
     celery_app.control.purge()  # nothing left over from an earlier run
     log_dir = Path(settings.EMBEDDED_DIR) / "logs"

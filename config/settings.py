@@ -140,7 +140,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler behind a Redis lock: a second beat never sends twice.
+CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
+BEAT_LOCK_SECONDS = env.int("BEAT_LOCK_SECONDS", default=30)
 # How many provider calls one prompt worker holds in flight (thread pool size).
 PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 
@@ -149,6 +151,13 @@ PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 # A record still WAITING or QUEUED this long after its last send is sent again by the sweeper.
 JOBS_RESEND_AFTER_SECONDS = env.int("JOBS_RESEND_AFTER_SECONDS", default=120)
 JOBS_MAX_SENDS = env.int("JOBS_MAX_SENDS", default=5)
+# How long the staff endpoints wait for workers to answer (a dead worker must not hang the API).
+JOBS_INSPECT_TIMEOUT_SECONDS = env.float("JOBS_INSPECT_TIMEOUT_SECONDS", default=1.0)
+# Finished task records are kept this long, then deleted by the cleanup job.
+JOBS_FAILED_KEEP_DAYS = env.int("JOBS_FAILED_KEEP_DAYS", default=30)
+JOBS_SUCCEEDED_KEEP_DAYS = env.int("JOBS_SUCCEEDED_KEEP_DAYS", default=7)
+# Cache keys without an expiry that nobody read for this long are removed every 6 hours.
+CACHE_MAX_IDLE_DAYS = env.int("CACHE_MAX_IDLE_DAYS", default=7)
 
 # AI provider --------------------------------------------------------------------------------
 

@@ -5,7 +5,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from jobs.api import HealthView, TaskDetailView
+from jobs.admin_views import operations_view
+from jobs.api import (
+    ActiveTasksView,
+    HealthView,
+    TaskDetailView,
+    TaskListView,
+    TaskRevokeView,
+    TriggerView,
+    WorkersView,
+)
 from prompts.api import PromptViewSet
 from users.api import MeUsageView, MeView
 
@@ -14,13 +23,19 @@ router.register("prompts", PromptViewSet, basename="prompt")
 
 api_v1 = [
     *router.urls,
+    path("tasks/", TaskListView.as_view(), name="task-list"),
+    path("tasks/active/", ActiveTasksView.as_view(), name="task-active"),
+    path("tasks/workers/", WorkersView.as_view(), name="task-workers"),
+    path("tasks/trigger/<slug:job>/", TriggerView.as_view(), name="task-trigger"),
     path("tasks/<str:task_id>/", TaskDetailView.as_view(), name="task-detail"),
+    path("tasks/<str:task_id>/revoke/", TaskRevokeView.as_view(), name="task-revoke"),
     path("health/", HealthView.as_view(), name="health"),
     path("me/", MeView.as_view(), name="me"),
     path("me/usage/", MeUsageView.as_view(), name="me-usage"),
 ]
 
 urlpatterns = [
+    path("admin/operations/", admin.site.admin_view(operations_view), name="admin-operations"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

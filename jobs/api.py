@@ -1,15 +1,20 @@
 """Task status and health endpoints."""
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.exceptions import NotFound
-from rest_framework.permissions import AllowAny
+import django_filters
+from django.db.models import QuerySet
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.models import TaskRecord
-from jobs.selectors import health_check, task_record_get
+from jobs.schedules import REGISTRY
+from jobs.selectors import health_check, task_record_get, task_record_list, workers_active, workers_overview
+from jobs.services import periodic_job_trigger, task_revoke
 
 
 class TaskRecordSerializer(serializers.ModelSerializer):
@@ -26,6 +31,99 @@ class TaskRecordSerializer(serializers.ModelSerializer):
 
     def get_progress(self, obj: TaskRecord) -> dict:
         return {"percent": obj.progress_percent, "message": obj.progress_message}
+
+
+class TaskRecordFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=TaskRecord.State.choices)
+    name = django_filters.CharFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = TaskRecord
+        fields = ["state", "name", "queue"]
+
+
+class TaskListView(generics.ListAPIView):
+    """Your tasks, newest first (staff: everyone's); filter by state, name, queue and date."""
+
+    serializer_class = TaskRecordSerializer
+    filterset_class = TaskRecordFilter
+
+    def get_queryset(self) -> QuerySet[TaskRecord]:
+        if getattr(self, "swagger_fake_view", False):
+            return TaskRecord.objects.none()
+        return task_record_list(user=self.request.user)
+
+
+class RevokeSerializer(serializers.Serializer):
+    terminate = serializers.BooleanField(default=False, help_text="Staff only: also kill it if running.")
+
+
+class TaskRevokeView(APIView):
+    """Stop a task that has not finished; its request becomes CANCELLED. Owner or staff."""
+
+    @extend_schema(request=RevokeSerializer, responses={200: TaskRecordSerializer, 409: dict})
+    def post(self, request: Request, task_id: str) -> Response:
+        record = task_record_get(user=request.user, task_id=task_id)
+        if record is None:
+            raise NotFound("No such task.")
+        options = RevokeSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        terminate = options.validated_data["terminate"]
+        if terminate and not request.user.is_staff:
+            raise PermissionDenied("Only staff may terminate a running task.")
+        if record.is_final or not task_revoke(record=record, by=request.user, terminate=terminate):
+            record.refresh_from_db()
+            return Response({"detail": f"The task already ended: {record.state}."}, status=status.HTTP_409_CONFLICT)
+        record.refresh_from_db()
+        return Response(TaskRecordSerializer(record).data)
+
+
+class ActiveTasksView(APIView):
+    """Staff: what the workers run, hold and have scheduled now (answers within seconds)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        return Response(workers_active())
+
+
+class WorkersView(APIView):
+    """Staff: the workers online, their pools, load and the queues they consume."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        return Response(workers_overview())
+
+
+class TriggerView(APIView):
+    """Staff: run a periodic job now (202 with its task id); unknown job 404."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer(
+                "Triggered",
+                {
+                    "job": serializers.CharField(),
+                    "task_id": serializers.UUIDField(),
+                    "status_url": serializers.URLField(),
+                },
+            )
+        },
+    )
+    def post(self, request: Request, job: str) -> Response:
+        if job not in REGISTRY:
+            raise NotFound(f"No periodic job {job!r}; known jobs: {', '.join(sorted(REGISTRY))}.")
+        record = periodic_job_trigger(slug=job, by=request.user)
+        status_url = request.build_absolute_uri(reverse("api:task-detail", args=[record.id]))
+        return Response({"job": job, "task_id": record.id, "status_url": status_url}, status=status.HTTP_202_ACCEPTED)
 
 
 class TaskDetailView(APIView):

@@ -1,12 +1,17 @@
 """Reads for task records and the health of the background machinery."""
 
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
+from jobs import queues
+from jobs.beat import beat_last_tick
 from jobs.models import TaskRecord
 
 
@@ -48,4 +53,59 @@ def health_check(*, worker_timeout: float = 1.0) -> dict[str, Any]:
         except Exception:  # a broker hiccup between the two checks
             workers = []
     report["workers"] = {"ok": bool(workers), "seen": workers}
+    last_tick = beat_last_tick()
+    report["beat"] = {
+        "ok": last_tick is not None and time.time() - last_tick < 3 * settings.BEAT_LOCK_SECONDS,
+        "last_tick": datetime.fromtimestamp(last_tick, tz=UTC).isoformat() if last_tick else None,
+    }
     return report
+
+
+def _inspect() -> Any:
+    return current_app.control.inspect(timeout=settings.JOBS_INSPECT_TIMEOUT_SECONDS)
+
+
+def workers_active() -> dict[str, Any]:
+    """Active, reserved and scheduled tasks per worker; empty where no worker answered in time."""
+    inspect = _inspect()
+    return {
+        "active": inspect.active() or {},
+        "reserved": inspect.reserved() or {},
+        "scheduled": inspect.scheduled() or {},
+    }
+
+
+def workers_overview() -> dict[str, Any]:
+    """Each worker's pool, load, counts and consumed queues, and the length of every queue."""
+    inspect = _inspect()
+    stats = inspect.stats() or {}
+    consumed = inspect.active_queues() or {}
+    workers = [
+        {
+            "name": name,
+            "pool": info.get("pool", {}).get("implementation", ""),
+            "concurrency": info.get("pool", {}).get("max-concurrency"),
+            "uptime_seconds": info.get("uptime"),
+            "prefetch_count": info.get("prefetch_count"),
+            "tasks_done": sum((info.get("total") or {}).values()),
+            "queues": sorted(q["name"] for q in consumed.get(name, [])),
+        }
+        for name, info in sorted(stats.items())
+    ]
+    return {"workers": workers, "queues": queue_lengths()}
+
+
+def queue_lengths() -> dict[str, int | None]:
+    """Messages waiting in each queue (the broker's priority sub-queues added up)."""
+    lengths: dict[str, int | None] = {}
+    try:
+        with current_app.connection_for_read() as conn:
+            client = conn.default_channel.client
+            for queue in queues.ALL_QUEUES:
+                keys = [queue] + [
+                    f"{queue}{conn.default_channel.sep}{p}" for p in conn.default_channel.priority_steps[1:]
+                ]
+                lengths[queue] = sum(client.llen(key) for key in keys)
+    except Exception:  # broker down: unknown, not zero
+        lengths = dict.fromkeys(queues.ALL_QUEUES)
+    return lengths

@@ -18,7 +18,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.models import TaskRecord
-from jobs.signals import task_record_abandoned
+from jobs.schedules import REGISTRY
+from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
@@ -131,3 +132,93 @@ def task_records_sweep() -> dict[str, int]:
     if any(counts.values()):
         logger.info("sweep: %s", counts)
     return counts
+
+
+def task_revoke(*, record: TaskRecord, by: Any = None, terminate: bool = False) -> bool:
+    """Stop a task that has not finished: it will not start, and a running one is asked to stop.
+
+    The record turns REVOKED at once (workers that never got the broadcast still find the
+    request cancelled and skip it); the owning app is told through `task_record_revoked`.
+    `terminate` also kills a running task where the pool allows it (prefork); cooperative
+    tasks check their request's status and stop on their own.
+    """
+    updated = task_record_update(task_id=record.id, state=State.REVOKED, finished_at=timezone.now())
+    if not updated:
+        return False
+    try:
+        current_app.control.revoke(str(record.id), terminate=terminate, signal="SIGTERM")
+    except Exception as exc:  # the record is already REVOKED; workers skip cancelled work anyway
+        logger.warning("revoke broadcast for %s failed: %s", record.id, exc)
+    record.refresh_from_db()
+    task_record_revoked.send(sender=TaskRecord, record=record, by=by)
+    return True
+
+
+def periodic_job_trigger(*, slug: str, by: Any = None) -> TaskRecord:
+    """Run a registered periodic job now, through the dispatch path (KeyError if unknown)."""
+    job = REGISTRY[slug]
+    with transaction.atomic():
+        return task_dispatch(name=job.task, queue=job.queue, owner=by)
+
+
+def task_records_purge(*, failed_older_than_days: int, succeeded_older_than_days: int, batch: int = 10_000) -> int:
+    """Delete finished records past their retention, in batches (never one huge DELETE)."""
+    now = timezone.now()
+    expired = Q(state__in=[State.FAILURE, State.REVOKED], finished_at__lt=now - timedelta(days=failed_older_than_days))
+    expired |= Q(state=State.SUCCESS, finished_at__lt=now - timedelta(days=succeeded_older_than_days))
+    deleted = 0
+    while True:
+        ids = list(TaskRecord.objects.filter(expired).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += TaskRecord.objects.filter(pk__in=ids).delete()[0]
+
+
+def task_results_expire(*, older_than_seconds: int, batch: int = 10_000) -> int:
+    """Delete django-celery-results rows past their expiry, in batches."""
+    from django_celery_results.models import TaskResult
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    deleted = 0
+    while True:
+        ids = list(TaskResult.objects.filter(date_done__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += TaskResult.objects.filter(pk__in=ids).delete()[0]
+
+
+def cache_clean(*, max_idle_seconds: int, batch: int = 1_000) -> int:
+    """Remove cache keys that never expire and that nobody read for `max_idle_seconds`.
+
+    Redis expires keys with a timeout by itself; this catches the ones stored without one.
+    Scans in batches (SCAN, never KEYS) so a large cache does not block Redis.
+    """
+    from django.core.cache import cache
+
+    client = cache._cache.get_client(write=True)  # Django's RedisCache exposes its redis client
+    removed = 0
+    for keys in _batched(client.scan_iter(count=batch), batch):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.ttl(key)
+            pipe.object("idletime", key)
+        answers = pipe.execute()
+        stale = [
+            key
+            for key, ttl, idle in zip(keys, answers[::2], answers[1::2], strict=True)
+            if ttl == -1 and idle is not None and idle > max_idle_seconds
+        ]
+        if stale:
+            removed += client.delete(*stale)
+    return removed
+
+
+def _batched(iterable: Any, size: int) -> Any:
+    chunk: list = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -21,9 +21,26 @@ def _error_text(exc: BaseException | None) -> str:
 
 
 @signals.task_prerun.connect
-def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
-    task_record_update(
-        task_id=task_id, state=State.STARTED, started_at=timezone.now(), worker=task.request.hostname or ""
+def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    now = timezone.now()
+    worker = task.request.hostname or ""
+    if task_record_update(task_id=task_id, state=State.STARTED, started_at=now, worker=worker):
+        return
+    # Sent without the dispatch path (beat, Flower, a shell): record it now so it is visible too.
+    queue = (task.request.delivery_info or {}).get("routing_key") or ""
+    TaskRecord.objects.get_or_create(
+        pk=task_id,
+        defaults={
+            "name": task.name,
+            "queue": queue,
+            "args": list(args or []),
+            "kwargs": dict(kwargs or {}),
+            "state": State.STARTED,
+            "sends": 1,
+            "sent_at": now,
+            "started_at": now,
+            "worker": worker,
+        },
     )
 
 

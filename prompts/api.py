@@ -4,13 +4,21 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from common.fields import StrictCharField
 from prompts.models import PromptRequest, PromptResponse
 from prompts.selectors import prompt_request_list
-from prompts.services import prompt_request_create
+from prompts.services import PromptConflict, prompt_request_cancel, prompt_request_create, prompt_request_retry
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request is not in a status that allows this."
+    default_code = "conflict"
 
 
 class PromptCreateSerializer(serializers.Serializer):
@@ -101,3 +109,26 @@ class PromptViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retri
         prompt = prompt_request_create(user=request.user, **incoming.validated_data)
         body = PromptAcceptedSerializer(prompt, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]})
+
+    @extend_schema(request=None, responses={200: PromptRequestSerializer, 409: dict})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a pending or running request (409 if it already finished)."""
+        prompt = self.get_object()
+        try:
+            prompt = prompt_request_cancel(request_id=prompt.pk, by=request.user)
+        except PromptConflict as exc:
+            raise Conflict(str(exc)) from None
+        return Response(self.get_serializer(prompt).data)
+
+    @extend_schema(request=None, responses={202: PromptAcceptedSerializer, 409: dict, 429: dict})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Send a failed or cancelled request again as a new task (counts against today's limit)."""
+        prompt = self.get_object()
+        try:
+            prompt = prompt_request_retry(request_id=prompt.pk, by=request.user)
+        except PromptConflict as exc:
+            raise Conflict(str(exc)) from None
+        body = PromptAcceptedSerializer(prompt, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from ai import providers
 from jobs import queues
-from jobs.services import task_dispatch
+from jobs.models import TaskRecord
+from jobs.services import task_dispatch, task_revoke
 from prompts.models import PromptRequest, PromptResponse
 from users.models import Tier, User
 from users.services import daily_quota_consume, usage_daily_store, usage_record_finished, user_tier
@@ -115,6 +116,47 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
             tokens=answer.prompt_tokens + answer.completion_tokens,
             duration_ms=answer.duration_ms,
         )
+    return request
+
+
+class PromptConflict(Exception):
+    """The request is not in a status that allows this action (409)."""
+
+
+def prompt_request_cancel(*, request_id: int, by: User | None = None) -> PromptRequest:
+    """Cancel a pending or running request: CANCELLED at once, its task revoked.
+
+    A running provider call cannot be taken back, but its answer is thrown away: the task
+    stores nothing for a request that is already final.
+    """
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().get(pk=request_id)
+        if request.is_final:
+            raise PromptConflict(f"The request is already {request.status} and cannot be cancelled.")
+        request.status = Status.CANCELLED
+        request.error = f"Cancelled by {by.username}." if by is not None else "Cancelled."
+        request.completed_at = timezone.now()
+        request.save(update_fields=["status", "error", "completed_at"])
+        task_id = request.task_id
+    record = TaskRecord.objects.filter(pk=task_id).first() if task_id else None
+    if record is not None:
+        task_revoke(record=record, by=by)
+    return request
+
+
+@transaction.atomic
+def prompt_request_retry(*, request_id: int, by: User | None = None) -> PromptRequest:
+    """Send a FAILED or CANCELLED request again, as a new task; counts as a new request today."""
+    request = PromptRequest.objects.select_for_update().select_related("owner").get(pk=request_id)
+    if request.status not in (Status.FAILED, Status.CANCELLED):
+        raise PromptConflict(f"Only failed or cancelled requests can be retried; this one is {request.status}.")
+    daily_quota_consume(user=request.owner)
+    request.status = Status.PENDING
+    request.error = ""
+    request.started_at = None
+    request.completed_at = None
+    request.save(update_fields=["status", "error", "started_at", "completed_at"])
+    _dispatch(request, user_tier(request.owner))
     return request
 
 
