@@ -6,15 +6,24 @@ Retry-After, AI_MAX_RETRIES times. Whatever still fails becomes a ProviderError 
 readable message. Knows nothing of users, tiers or tasks.
 """
 
+import base64
+import binascii
+import contextlib
 import hashlib
+import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
 import openai
 from django.conf import settings
+
+from ai.png import gradient_rows, png_encode
+
+ProgressCallback = Callable[[float], None]  # fraction done, 0.0-1.0; may raise to stop the work
 
 
 class ProviderError(Exception):
@@ -33,10 +42,62 @@ class ChatResult:
     duration_ms: int
 
 
+@dataclass(frozen=True)
+class ImageResult:
+    """A generated PNG and who produced it."""
+
+    png: bytes
+    provider: str
+    model: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    """Texts translated into one language, in input order."""
+
+    texts: list[str]
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    duration_ms: int
+
+
 class Provider(Protocol):
     name: str
 
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult: ...
+
+    def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult: ...
+
+    def image(self, prompt: str, *, size: str, steps: int, on_progress: ProgressCallback) -> ImageResult: ...
+
+
+def translation_messages(texts: list[str], *, source: str, target: str) -> list[dict[str, str]]:
+    """The chat protocol for translation: a JSON array in, a JSON array of the same length out."""
+    instruction = (
+        f"Translate each string in the JSON array from {source} into {target}. Answer with only a JSON "
+        "array of the translated strings, in the same order and of the same length."
+    )
+    return [
+        {"role": "system", "content": instruction},
+        {"role": "user", "content": json.dumps(texts, ensure_ascii=False)},
+    ]
+
+
+def translation_parse(text: str, expected: int) -> list[str]:
+    """The translated strings from a model's answer, or ProviderError if it is not what was asked."""
+    cleaned = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        parsed = json.loads(cleaned)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list) or len(parsed) != expected or not all(isinstance(t, str) for t in parsed):
+        raise ProviderError(
+            f"The provider's translation could not be read: expected a JSON array of {expected} strings."
+        )
+    return parsed
 
 
 class OpenAIProvider:
@@ -54,20 +115,9 @@ class OpenAIProvider:
 
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
         started = time.monotonic()
-        try:
+        with _provider_errors():
             completion = self._client.chat.completions.create(model=model, messages=messages)
             text = completion.choices[0].message.content or ""
-        except openai.APITimeoutError:
-            raise ProviderError(
-                f"The provider did not answer within {settings.AI_TIMEOUT_SECONDS:g} s "
-                f"({settings.AI_MAX_RETRIES + 1} tries)."
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"Could not reach the provider: {exc}") from None
-        except openai.APIStatusError as exc:
-            raise ProviderError(f"The provider answered HTTP {exc.status_code}: {_error_message(exc)}") from None
-        except (openai.APIError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"The provider's answer could not be read: {type(exc).__name__}: {exc}") from None
         usage = completion.usage
         return ChatResult(
             text=text,
@@ -77,6 +127,51 @@ class OpenAIProvider:
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:
+        answer = self.chat(translation_messages(texts, source=source, target=target), model=model)
+        return TranslationResult(
+            texts=translation_parse(answer.text, len(texts)),
+            provider=answer.provider,
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            duration_ms=answer.duration_ms,
+        )
+
+    def image(self, prompt: str, *, size: str, steps: int, on_progress: ProgressCallback) -> ImageResult:
+        started = time.monotonic()
+        model = settings.AI_IMAGE_MODEL
+        extra = {"response_format": "b64_json"} if model.startswith("dall-e") else {}
+        with _provider_errors():
+            result = self._client.images.generate(model=model, prompt=prompt, size=size, n=1, **extra)
+            encoded = result.data[0].b64_json
+            if not encoded:
+                raise ValueError("no b64_json image in the answer")
+            png = base64.b64decode(encoded, validate=True)
+        on_progress(1.0)
+        return ImageResult(
+            png=png, provider=self.name, model=model, duration_ms=int((time.monotonic() - started) * 1000)
+        )
+
+
+@contextlib.contextmanager
+def _provider_errors() -> Iterator[None]:
+    """Turn whatever the SDK raises into a ProviderError with a message for the user."""
+    readable = (openai.APIError, ValueError, KeyError, IndexError, TypeError, AttributeError, binascii.Error)
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise ProviderError(
+            f"The provider did not answer within {settings.AI_TIMEOUT_SECONDS:g} s "
+            f"({settings.AI_MAX_RETRIES + 1} tries)."
+        ) from None
+    except openai.APIConnectionError as exc:
+        raise ProviderError(f"Could not reach the provider: {exc}") from None
+    except openai.APIStatusError as exc:
+        raise ProviderError(f"The provider answered HTTP {exc.status_code}: {_error_message(exc)}") from None
+    except readable as exc:
+        raise ProviderError(f"The provider's answer could not be read: {type(exc).__name__}: {exc}") from None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
@@ -107,6 +202,24 @@ class OfflineProvider:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
+    def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:
+        translated = [f"[{target}] {text}" for text in texts]
+        words = sum(len(t.split()) for t in texts)
+        return TranslationResult(translated, self.name, self.model, words, words + len(texts), 0)
+
+    def image(self, prompt: str, *, size: str, steps: int, on_progress: ProgressCallback) -> ImageResult:
+        """Draw a real PNG in `steps` visible steps (so progress and cancel can be seen in the demo)."""
+        started = time.monotonic()
+        width, height = (int(n) for n in size.split("x"))
+        seed = hashlib.sha256(prompt.encode()).digest()
+        rows: list[bytes] = []
+        for step in range(steps):
+            rows += gradient_rows(width, height, seed, height * step // steps, height * (step + 1) // steps)
+            time.sleep(settings.AI_OFFLINE_IMAGE_STEP_SECONDS)
+            on_progress((step + 1) / steps)
+        png = png_encode(width, height, rows)
+        return ImageResult(png, self.name, "offline-gradient-1", int((time.monotonic() - started) * 1000))
+
 
 _lock = threading.Lock()
 
@@ -129,3 +242,13 @@ def get_provider() -> Provider:
 def chat(messages: list[dict[str, str]], *, model: str) -> ChatResult:
     """One chat completion with the configured provider."""
     return get_provider().chat(messages, model=model)
+
+
+def translate(texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:
+    """Translate texts into one language with the configured provider, in one call."""
+    return get_provider().translate(texts, source=source, target=target, model=model)
+
+
+def image(prompt: str, *, size: str, steps: int, on_progress: ProgressCallback) -> ImageResult:
+    """Generate one PNG with the configured provider, reporting progress as it goes."""
+    return get_provider().image(prompt, size=size, steps=steps, on_progress=on_progress)

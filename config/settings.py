@@ -170,6 +170,10 @@ AI_CHAT_MODELS = env.list("AI_CHAT_MODELS", default=["gpt-4o-mini", "gpt-4o", "g
 AI_DEFAULT_CHAT_MODEL = env("AI_DEFAULT_CHAT_MODEL", default=AI_CHAT_MODELS[0])
 AI_TIMEOUT_SECONDS = env.float("AI_TIMEOUT_SECONDS", default=60.0)
 AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=3)
+AI_IMAGE_MODEL = env("AI_IMAGE_MODEL", default="gpt-image-1")
+AI_IMAGE_SIZES = env.list("AI_IMAGE_SIZES", default=["256x256", "512x512", "1024x1024"])
+CONVERSATION_ARCHIVE_DAYS = env.int("CONVERSATION_ARCHIVE_DAYS", default=90)
+AI_OFFLINE_IMAGE_STEP_SECONDS = env.float("AI_OFFLINE_IMAGE_STEP_SECONDS", default=0.3)
 
 # REST API -----------------------------------------------------------------------------------
 

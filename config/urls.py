@@ -15,14 +15,18 @@ from jobs.api import (
     TriggerView,
     WorkersView,
 )
-from prompts.api import PromptViewSet
+from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, TranslationView
 from users.api import MeUsageView, MeView
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
+router.register("conversations", ConversationViewSet, basename="conversation")
 
 api_v1 = [
     *router.urls,
+    path("translations/", TranslationView.as_view(), name="translation-create"),
+    path("images/", ImageView.as_view(), name="image-create"),
+    path("images/<int:pk>/file/", ImageFileView.as_view(), name="image-file"),
     path("tasks/", TaskListView.as_view(), name="task-list"),
     path("tasks/active/", ActiveTasksView.as_view(), name="task-active"),
     path("tasks/workers/", WorkersView.as_view(), name="task-workers"),

@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from jobs.events import event_publish
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.signals import task_record_abandoned, task_record_revoked
@@ -75,17 +76,21 @@ def task_record_send(*, record_id: uuid.UUID) -> bool:
         return False
     # Only WAITING moves to QUEUED: a fast worker may already have marked it STARTED.
     TaskRecord.objects.filter(pk=record.id).update(sends=F("sends") + 1, sent_at=timezone.now())
-    TaskRecord.objects.filter(pk=record.id, state=State.WAITING).update(state=State.QUEUED)
+    if TaskRecord.objects.filter(pk=record.id, state=State.WAITING).update(state=State.QUEUED):
+        event_publish(record.id, {"state": State.QUEUED})
     return True
 
 
 def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = True, **fields: Any) -> int:
-    """Change a record's state or progress; every change goes through here."""
+    """Change a record's state or progress; every change goes through here and is published once."""
     queryset = TaskRecord.objects.filter(pk=task_id)
     if only_if_not_final:
         queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
     fields.setdefault("updated_at", timezone.now())
-    return queryset.update(**fields)
+    updated = queryset.update(**fields)
+    if updated:
+        event_publish(task_id, fields)
+    return updated
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:

@@ -5,4 +5,16 @@ class PromptsConfig(AppConfig):
     name = "prompts"
 
     def ready(self) -> None:
+        from jobs import queues
+        from jobs.schedules import PeriodicJob, periodic_job_register
         from prompts import receivers  # noqa: F401  (listens to jobs' signals)
+
+        periodic_job_register(
+            PeriodicJob(
+                slug="archive-conversations",
+                task="prompts.archive_conversations",
+                queue=queues.MAINTENANCE,
+                crontab={"minute": "30", "hour": "4"},
+                description="Archive conversations without a turn for CONVERSATION_ARCHIVE_DAYS.",
+            )
+        )

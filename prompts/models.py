@@ -4,6 +4,23 @@ from django.conf import settings
 from django.db import models
 
 
+class Conversation(models.Model):
+    """A chat history: its turns are the chat requests that belong to it, in order."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="Archived conversations take no new turns.")
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"]), models.Index(fields=["archived_at", "updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"conversation #{self.pk}"
+
+
 class PromptRequest(models.Model):
     """Work a user asked for; its `status` is what the user sees."""
 
@@ -30,6 +47,9 @@ class PromptRequest(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     task_id = models.UUIDField(null=True, blank=True, help_text="The current task's id.")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="turns"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True, help_text="When it reached a final status.")
@@ -52,6 +72,7 @@ class PromptResponse(models.Model):
     request = models.OneToOneField(PromptRequest, on_delete=models.CASCADE, related_name="response")
     text = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True, help_text="Structured result for non-chat kinds.")
+    file = models.FileField(upload_to="images/%Y/%m/%d/", blank=True, help_text="A generated image.")
     provider = models.CharField(max_length=50)
     model = models.CharField(max_length=100)
     prompt_tokens = models.PositiveIntegerField(default=0)

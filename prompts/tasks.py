@@ -3,12 +3,19 @@
 from typing import Any
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from jobs import queues
 from jobs.exceptions import TaskFailed
 from prompts.models import PromptRequest
-from prompts.services import PROCESS_TASK, prompt_request_fail, prompt_request_process, user_statistics_recompute
+from prompts.services import (
+    PROCESS_TASK,
+    conversations_archive,
+    prompt_request_fail,
+    prompt_request_process,
+    user_statistics_recompute,
+)
 
 
 class PromptTask(Task):
@@ -45,3 +52,9 @@ def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None
 def update_user_statistics(user_id: int) -> dict[str, int]:
     """Recompute today's statistics of one user from their requests (idempotent)."""
     return user_statistics_recompute(user_id=user_id)
+
+
+@shared_task(name="prompts.archive_conversations", queue=queues.MAINTENANCE)
+def archive_conversations() -> int:
+    """Archive conversations without a turn for CONVERSATION_ARCHIVE_DAYS (daily, one UPDATE)."""
+    return conversations_archive(idle_days=settings.CONVERSATION_ARCHIVE_DAYS)

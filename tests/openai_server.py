@@ -75,6 +75,23 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+_TRANSLATE_RE = re.compile(r"Translate each string in the JSON array from (\w+) into (\w+)")
+
+
+def _translation_answer(body: dict[str, Any]) -> str | None:
+    """Behave like a model that follows the project's translation instruction: '[de] text' each."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    system = next((_message_text(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    match = _TRANSLATE_RE.search(system)
+    if not match:
+        return None
+    try:
+        texts = json.loads(_last_user_text(body))
+    except ValueError:
+        return "not a JSON array"
+    return json.dumps([f"[{match.group(2)}] {text}" for text in texts], ensure_ascii=False)
+
+
 def _split_for_stream(text: str) -> list[str]:
     """Split an answer into at least three pieces (non-empty when len(text) >= 3)."""
     pieces = re.findall(r"\S+\s*|\s+", text)
@@ -249,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer a chat completion, streamed or not."""
         model = body.get("model") or "gpt-4o-mini"
         created = int(time.time())
-        answer = "echo: " + _last_user_text(body)
+        answer = _translation_answer(body) or "echo: " + _last_user_text(body)
         prompt_tokens = sum(
             _word_count(_message_text(m.get("content"))) for m in body.get("messages") or [] if isinstance(m, dict)
         )

@@ -1,4 +1,4 @@
-"""Writes for prompt requests: accept, process (in the worker), fail."""
+"""The life of a prompt request: accept (any kind), cancel, retry, fail, count."""
 
 import logging
 from datetime import date, datetime, time, timedelta
@@ -10,11 +10,10 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ai import providers
 from jobs import queues
 from jobs.models import TaskRecord
 from jobs.services import task_dispatch, task_revoke
-from prompts.models import PromptRequest, PromptResponse
+from prompts.models import Conversation, PromptRequest
 from users.models import Tier, User
 from users.services import daily_quota_consume, usage_daily_store, usage_record_finished, user_tier
 
@@ -46,15 +45,33 @@ def _validate_chat(*, tier: Tier, prompt_text: str, model: str) -> None:
 
 
 @transaction.atomic
-def prompt_request_create(*, user: User, prompt_text: str, model: str | None = None) -> PromptRequest:
-    """Accept a chat prompt: the request and its task record commit together, sent after commit."""
+def prompt_request_create(
+    *, user: User, prompt_text: str, model: str | None = None, conversation_id: int | None = None
+) -> PromptRequest:
+    """Accept a chat prompt (a turn of a conversation if one is named); sent after commit."""
     tier = user_tier(user)
     model = model or settings.AI_DEFAULT_CHAT_MODEL
     _validate_chat(tier=tier, prompt_text=prompt_text, model=model)
-    daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
-    request = PromptRequest.objects.create(
-        owner=user, kind=PromptRequest.Kind.CHAT, model=model, prompt_text=prompt_text
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
+        if conversation is None or conversation.archived_at is not None:
+            raise ValidationError({"conversation": f"No open conversation {conversation_id} of yours."})
+        conversation.save(update_fields=["updated_at"])
+    return request_accept(
+        user=user,
+        tier=tier,
+        kind=PromptRequest.Kind.CHAT,
+        model=model,
+        prompt_text=prompt_text,
+        conversation=conversation,
     )
+
+
+def request_accept(*, user: User, tier: Tier, **fields: object) -> PromptRequest:
+    """Count the request against today's limit, record it and its task (call inside a transaction)."""
+    daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
+    request = PromptRequest.objects.create(owner=user, **fields)
     _dispatch(request, tier)
     return request
 
@@ -69,54 +86,6 @@ def _dispatch(request: PromptRequest, tier: Tier) -> None:
     )
     request.task_id = record.id
     request.save(update_fields=["task_id"])
-
-
-def prompt_request_process(*, request_id: int, task_id: str | None = None) -> PromptRequest | None:
-    """Run a request once: mark it started, call the provider (no lock held), store the outcome.
-
-    Safe to run twice, even at the same time: the row lock and the one-to-one response make a
-    second answer impossible, and a request already final is returned untouched.
-    """
-    with transaction.atomic():
-        request = PromptRequest.objects.select_for_update().filter(pk=request_id).first()
-        if request is None or request.is_final:
-            return request
-        request.status = Status.IN_PROGRESS
-        request.started_at = request.started_at or timezone.now()
-        request.save(update_fields=["status", "started_at"])
-
-    messages = [{"role": "user", "content": request.prompt_text}]
-    try:
-        answer = providers.chat(messages, model=request.model)
-    except providers.ProviderError as exc:
-        return prompt_request_fail(request_id=request_id, error=str(exc))
-
-    with transaction.atomic():
-        request = PromptRequest.objects.select_for_update().get(pk=request_id)
-        if request.is_final:  # finished by a concurrent run, or cancelled meanwhile
-            return request
-        PromptResponse.objects.create(
-            request=request,
-            text=answer.text,
-            provider=answer.provider,
-            model=answer.model,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-            duration_ms=answer.duration_ms,
-            task_id=task_id,
-        )
-        request.status = Status.COMPLETED
-        request.error = ""
-        request.completed_at = timezone.now()
-        request.save(update_fields=["status", "error", "completed_at"])
-        usage_record_finished(
-            user_id=request.owner_id,
-            day=timezone.localdate(request.created_at),
-            completed=True,
-            tokens=answer.prompt_tokens + answer.completion_tokens,
-            duration_ms=answer.duration_ms,
-        )
-    return request
 
 
 class PromptConflict(Exception):

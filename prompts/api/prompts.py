@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -24,6 +24,9 @@ class Conflict(APIException):
 class PromptCreateSerializer(serializers.Serializer):
     prompt_text = StrictCharField(help_text="What to ask the model.")
     model = StrictCharField(required=False, help_text="A model your tier allows; the default model if omitted.")
+    conversation = serializers.IntegerField(
+        required=False, min_value=1, source="conversation_id", help_text="Continue this conversation of yours."
+    )
 
 
 class PromptResponseSerializer(serializers.ModelSerializer):
@@ -48,6 +51,7 @@ class PromptRequestSerializer(serializers.ModelSerializer):
     response = serializers.SerializerMethodField()
     status_url = serializers.SerializerMethodField()
     task_url = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
 
     class Meta:
         model = PromptRequest
@@ -58,10 +62,12 @@ class PromptRequestSerializer(serializers.ModelSerializer):
             "model",
             "prompt_text",
             "input",
+            "conversation",
             "error",
             "task_id",
             "status_url",
             "task_url",
+            "progress",
             "created_at",
             "started_at",
             "completed_at",
@@ -72,7 +78,20 @@ class PromptRequestSerializer(serializers.ModelSerializer):
     @extend_schema(responses=PromptResponseSerializer(allow_null=True))
     def get_response(self, obj: PromptRequest) -> dict | None:
         response = getattr(obj, "response", None)
-        return PromptResponseSerializer(response).data if response else None
+        if response is None:
+            return None
+        data = PromptResponseSerializer(response).data
+        data["image_url"] = self._absolute(reverse("api:image-file", args=[obj.pk])) if response.file else None
+        return data
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Progress", {"percent": serializers.IntegerField(allow_null=True), "message": serializers.CharField()}
+        )
+    )
+    def get_progress(self, obj: PromptRequest) -> dict:
+        """The current task's progress (annotated by the selector, no query per row)."""
+        return {"percent": getattr(obj, "progress_percent", None), "message": getattr(obj, "progress_message", "")}
 
     def get_status_url(self, obj: PromptRequest) -> str:
         return self._absolute(reverse("api:prompt-detail", args=[obj.pk]))

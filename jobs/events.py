@@ -1,0 +1,54 @@
+"""Publishing task events: every change of a record's state or progress, once, to Redis.
+
+One stream per task (`jobs:events:<task_id>`), capped and expiring, so a listener that comes
+late or reconnects (SSE `Last-Event-ID` = the stream entry id) misses nothing that matters.
+"""
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from redis import Redis
+
+logger = logging.getLogger(__name__)
+
+STREAM_MAX_EVENTS = 200
+STREAM_TTL_SECONDS = 24 * 3600
+_client: Redis | None = None
+
+
+def events_redis() -> Redis:
+    """One client per process (redis-py clients are thread-safe)."""
+    global _client
+    if _client is None:
+        _client = Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    return _client
+
+
+def stream_key(task_id: Any) -> str:
+    return f"jobs:events:{task_id}"
+
+
+def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
+    """Append one event to the task's stream; publishing never breaks the work itself."""
+    event = {k: v for k, v in fields.items() if k in _PUBLISHED_FIELDS}
+    if not event:
+        return
+    try:
+        key = stream_key(task_id)
+        pipe = events_redis().pipeline(transaction=False)
+        pipe.xadd(key, {"data": json.dumps(event, default=str)}, maxlen=STREAM_MAX_EVENTS, approximate=True)
+        pipe.expire(key, STREAM_TTL_SECONDS)
+        pipe.execute()
+    except Exception as exc:
+        logger.warning("event for task %s not published: %s", task_id, exc)
+
+
+def events_read(task_id: Any, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
+    """The task's events after stream id `after`, oldest first, as (id, event)."""
+    entries = events_redis().xrange(stream_key(task_id), min=f"({after}" if after != "0" else "-")
+    return [(entry_id.decode(), json.loads(values[b"data"])) for entry_id, values in entries]
+
+
+_PUBLISHED_FIELDS = {"state", "progress_percent", "progress_message", "error", "result", "partial_text"}

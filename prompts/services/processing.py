@@ -1,0 +1,180 @@
+"""Doing the work of a request in the worker: one path for every kind, a runner per kind."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from ai import providers
+from jobs.services import task_progress_set
+from prompts.models import PromptRequest, PromptResponse
+from prompts.services.requests import prompt_request_fail
+from users.services import usage_record_finished
+
+logger = logging.getLogger(__name__)
+Status = PromptRequest.Status
+HISTORY_TURNS = 20  # how many earlier turns of a conversation the provider sees
+
+
+class RequestCancelled(Exception):
+    """The request was cancelled while its work ran; stop and store nothing."""
+
+
+@dataclass
+class Outcome:
+    """What a runner produced, ready to be stored as the request's one response."""
+
+    provider: str
+    model: str
+    text: str = ""
+    result: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: int = 0
+    png: bytes | None = None
+
+
+def prompt_request_process(*, request_id: int, task_id: str | None = None) -> PromptRequest | None:
+    """Run a request once: mark it started, do the work (no lock held), store the outcome.
+
+    Safe to run twice, even at the same time: the row lock and the one-to-one response make a
+    second answer impossible, and a request already final is returned untouched.
+    """
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.is_final:
+            return request
+        request.status = Status.IN_PROGRESS
+        request.started_at = request.started_at or timezone.now()
+        request.save(update_fields=["status", "started_at"])
+
+    try:
+        outcome = RUNNERS[request.kind](request, task_id)
+    except providers.ProviderError as exc:
+        return prompt_request_fail(request_id=request_id, error=str(exc))
+    except RequestCancelled:
+        return PromptRequest.objects.get(pk=request_id)
+    return _store(request_id, task_id, outcome)
+
+
+def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequest:
+    file_name = ""
+    if outcome.png is not None:  # written before the transaction; removed again if not used
+        file_name = default_storage.save(f"images/{timezone.now():%Y/%m/%d}/{request_id}.png", ContentFile(outcome.png))
+    with transaction.atomic():
+        request = PromptRequest.objects.select_for_update().get(pk=request_id)
+        if not request.is_final:  # else finished by a concurrent run, or cancelled meanwhile
+            PromptResponse.objects.create(
+                request=request,
+                text=outcome.text,
+                result=outcome.result,
+                file=file_name,
+                provider=outcome.provider,
+                model=outcome.model,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                duration_ms=outcome.duration_ms,
+                task_id=task_id,
+            )
+            request.status = Status.COMPLETED
+            request.error = ""
+            request.completed_at = timezone.now()
+            request.save(update_fields=["status", "error", "completed_at"])
+            usage_record_finished(
+                user_id=request.owner_id,
+                day=timezone.localdate(request.created_at),
+                completed=True,
+                tokens=outcome.prompt_tokens + outcome.completion_tokens,
+                duration_ms=outcome.duration_ms,
+            )
+            return request
+    if file_name:
+        default_storage.delete(file_name)
+    return request
+
+
+# Runners: one per kind -------------------------------------------------------------------
+
+
+def _run_chat(request: PromptRequest, task_id: str | None) -> Outcome:
+    messages = [*_history(request), {"role": "user", "content": request.prompt_text}]
+    answer = providers.chat(messages, model=request.model)
+    return Outcome(
+        provider=answer.provider,
+        model=answer.model,
+        text=answer.text,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        duration_ms=answer.duration_ms,
+    )
+
+
+def _history(request: PromptRequest) -> list[dict[str, str]]:
+    """Earlier completed turns of the request's conversation, oldest first."""
+    if request.conversation_id is None:
+        return []
+    turns = (
+        PromptRequest.objects.filter(
+            conversation_id=request.conversation_id, status=Status.COMPLETED, created_at__lt=request.created_at
+        )
+        .select_related("response")
+        .order_by("-created_at")[:HISTORY_TURNS]
+    )
+    messages: list[dict[str, str]] = []
+    for turn in reversed(turns):
+        messages += [
+            {"role": "user", "content": turn.prompt_text},
+            {"role": "assistant", "content": turn.response.text},
+        ]
+    return messages
+
+
+def _run_translation(request: PromptRequest, task_id: str | None) -> Outcome:
+    texts, source = request.input["texts"], request.input["source_lang"]
+    translations: dict[str, list[str]] = {}
+    outcome = Outcome(provider="", model="")
+    for target in request.input["target_langs"]:  # one call per language, all texts at once
+        answer = providers.translate(texts, source=source, target=target, model=request.model)
+        translations[target] = answer.texts
+        outcome.provider, outcome.model = answer.provider, answer.model
+        outcome.prompt_tokens += answer.prompt_tokens
+        outcome.completion_tokens += answer.completion_tokens
+        outcome.duration_ms += answer.duration_ms
+    outcome.result = {"source_lang": source, "translations": translations}
+    return outcome
+
+
+def _run_image(request: PromptRequest, task_id: str | None) -> Outcome:
+    def progress(percent: int, message: str) -> None:
+        if task_id:
+            task_progress_set(task_id=task_id, percent=percent, message=message)
+
+    def on_progress(fraction: float) -> None:
+        if PromptRequest.objects.filter(pk=request.pk, status=Status.CANCELLED).exists():
+            raise RequestCancelled
+        progress(5 + int(80 * fraction), "generating")
+
+    progress(5, "generating")
+    image = providers.image(
+        request.prompt_text, size=request.input["size"], steps=request.input["steps"], on_progress=on_progress
+    )
+    progress(90, "storing")
+    return Outcome(
+        provider=image.provider,
+        model=image.model,
+        duration_ms=image.duration_ms,
+        png=image.png,
+        result={"size": request.input["size"], "bytes": len(image.png)},
+    )
+
+
+RUNNERS: dict[str, Callable[[PromptRequest, str | None], Outcome]] = {
+    PromptRequest.Kind.CHAT: _run_chat,
+    PromptRequest.Kind.TRANSLATION: _run_translation,
+    PromptRequest.Kind.IMAGE: _run_image,
+}
