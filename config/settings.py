@@ -163,6 +163,8 @@ PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 # A record still WAITING or QUEUED this long after its last send is sent again by the sweeper.
 JOBS_RESEND_AFTER_SECONDS = env.int("JOBS_RESEND_AFTER_SECONDS", default=120)
 JOBS_MAX_SENDS = env.int("JOBS_MAX_SENDS", default=5)
+# Hold each user's prompts to their tier's in-flight cap, released round robin between users.
+FAIR_SHARE_ENABLED = env.bool("FAIR_SHARE_ENABLED", default=True)
 # How long the staff endpoints wait for workers to answer (a dead worker must not hang the API).
 JOBS_INSPECT_TIMEOUT_SECONDS = env.float("JOBS_INSPECT_TIMEOUT_SECONDS", default=1.0)
 # Finished task records are kept this long, then deleted by the cleanup job.

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.fairshare import waiting_position
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.selectors import health_check, task_record_get, task_record_list, workers_active, workers_overview
@@ -20,14 +21,31 @@ from jobs.services import periodic_job_trigger, task_revoke
 class TaskRecordSerializer(serializers.ModelSerializer):
     task_id = serializers.UUIDField(source="id")
     progress = serializers.SerializerMethodField()
+    position = serializers.SerializerMethodField()
     created = serializers.DateTimeField(source="created_at")
     started = serializers.DateTimeField(source="started_at")
     finished = serializers.DateTimeField(source="finished_at")
 
     class Meta:
         model = TaskRecord
-        fields = ["task_id", "name", "state", "queue", "progress", "result", "error", "created", "started", "finished"]
+        fields = [
+            "task_id",
+            "name",
+            "state",
+            "position",
+            "queue",
+            "progress",
+            "result",
+            "error",
+            "created",
+            "started",
+            "finished",
+        ]
         read_only_fields = fields
+
+    def get_position(self, obj: TaskRecord) -> int | None:
+        """While WAITING: 1 for the owner's next task to be released in its queue."""
+        return waiting_position(obj)
 
     def get_progress(self, obj: TaskRecord) -> dict:
         return {"percent": obj.progress_percent, "message": obj.progress_message}

@@ -39,6 +39,9 @@ class TaskRecord(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     sends = models.PositiveSmallIntegerField(default=0, help_text="How many times it was sent to the broker.")
+    fair_share = models.BooleanField(
+        default=False, help_text="Held back per owner (in-flight cap) and released round robin between owners."
+    )
     worker = models.CharField(max_length=255, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,6 +56,11 @@ class TaskRecord(models.Model):
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["state", "updated_at"]),
             models.Index(fields=["target_type", "target_id"]),
+            models.Index(
+                fields=["owner", "queue", "created_at"],
+                condition=models.Q(state="WAITING", fair_share=True),
+                name="jobs_fair_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -61,3 +69,34 @@ class TaskRecord(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in self.FINAL_STATES
+
+
+class FairLane(models.Model):
+    """One owner's line of fair-share work in one queue: how much waits, how much runs, whose turn.
+
+    Releasing picks the lane with the lowest `pass_value` that has work waiting and a free slot,
+    then advances its pass by 1/weight (stride scheduling): a round robin between owners in which
+    an owner of weight 2 gets two turns per round.
+    """
+
+    queue = models.CharField(max_length=64)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fair_lanes")
+    waiting = models.PositiveIntegerField(default=0)
+    in_flight = models.PositiveIntegerField(default=0)
+    cap = models.PositiveIntegerField(default=1, help_text="How many may run at once.")
+    weight = models.PositiveSmallIntegerField(default=1)
+    pass_value = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "owner"], name="jobs_fair_lane_one_per_owner_queue")]
+        indexes = [
+            models.Index(
+                fields=["queue", "pass_value"],
+                condition=models.Q(waiting__gt=0, in_flight__lt=models.F("cap")),
+                name="jobs_fair_lane_ready_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner} on {self.queue}: {self.waiting} waiting, {self.in_flight}/{self.cap} running"

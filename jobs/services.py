@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.events import event_publish
+from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repair
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.signals import task_record_abandoned, task_record_revoked
@@ -37,8 +38,15 @@ def task_dispatch(
     kwargs: dict[str, Any] | None = None,
     owner: Any = None,
     target: models.Model | None = None,
+    max_in_flight: int | None = None,
+    weight: int = 1,
 ) -> TaskRecord:
-    """Record task `name` and send it to `queue` once the current transaction commits."""
+    """Record task `name` and send it to `queue` once the current transaction commits.
+
+    With `max_in_flight` (and an owner), the record waits its owner's turn instead: at most that
+    many of the owner's records run at once, released round robin between owners by `weight`.
+    """
+    fair = bool(settings.FAIR_SHARE_ENABLED and max_in_flight and owner is not None)
     record = TaskRecord.objects.create(
         id=uuid.uuid4(),
         name=name,
@@ -48,8 +56,13 @@ def task_dispatch(
         owner=owner,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
+        fair_share=fair,
     )
-    transaction.on_commit(lambda: task_record_send(record_id=record.id), robust=True)
+    if fair:
+        lane_enqueue(owner_id=owner.pk, queue=queue, cap=max_in_flight, weight=weight)
+        transaction.on_commit(lambda: fair_release(queue=queue), robust=True)
+    else:
+        transaction.on_commit(lambda: task_record_send(record_id=record.id), robust=True)
     return record
 
 
@@ -82,15 +95,33 @@ def task_record_send(*, record_id: uuid.UUID) -> bool:
 
 
 def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = True, **fields: Any) -> int:
-    """Change a record's state or progress; every change goes through here and is published once."""
-    queryset = TaskRecord.objects.filter(pk=task_id)
-    if only_if_not_final:
-        queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
+    """Change a record's state or progress; every change goes through here and is published once.
+
+    A fair-share record that ends frees its lane's slot exactly once: the final transition is
+    made from the state read just before, so of two concurrent final updates only one counts.
+    """
     fields.setdefault("updated_at", timezone.now())
-    updated = queryset.update(**fields)
-    if updated:
-        event_publish(task_id, fields)
-    return updated
+    if fields.get("state") not in TaskRecord.FINAL_STATES:
+        queryset = TaskRecord.objects.filter(pk=task_id)
+        if only_if_not_final:
+            queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
+        updated = queryset.update(**fields)
+        if updated:
+            event_publish(task_id, fields)
+        return updated
+    for _ in range(10):  # the state may move (e.g. a progress report) between the read and the update
+        before = TaskRecord.objects.filter(pk=task_id).values("state", "fair_share", "owner_id", "queue").first()
+        if before is None or (only_if_not_final and before["state"] in TaskRecord.FINAL_STATES):
+            return 0
+        if TaskRecord.objects.filter(pk=task_id, state=before["state"]).update(**fields):
+            event_publish(task_id, fields)
+            if before["fair_share"] and before["owner_id"]:
+                lane_finished(
+                    owner_id=before["owner_id"], queue=before["queue"], was_waiting=before["state"] == "WAITING"
+                )
+            return 1
+    logger.error("task %s: could not record final state %s", task_id, fields.get("state"))
+    return 0
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
@@ -118,7 +149,9 @@ def task_records_sweep() -> dict[str, int]:
     queued_before = now - timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2)
     silent_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     stranded = TaskRecord.objects.filter(
-        Q(state=State.WAITING, updated_at__lt=resend_before)
+        # Fair-share records wait for their turn on purpose; fair_release sends them.
+        Q(state=State.WAITING, fair_share=False, updated_at__lt=resend_before)
+        | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent
         | Q(state=State.QUEUED, updated_at__lt=queued_before)
         | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
     ).order_by("updated_at")[:1000]
@@ -134,6 +167,8 @@ def task_records_sweep() -> dict[str, int]:
             counts["resent"] += 1
         else:
             counts["unsent"] += 1
+    counts["lanes_repaired"], released = lanes_repair()
+    counts["resent"] += released  # fair-share records whose send had failed go out on their turn
     if any(counts.values()):
         logger.info("sweep: %s", counts)
     return counts

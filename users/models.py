@@ -24,6 +24,9 @@ class Tier(models.Model):
     max_in_flight = models.PositiveIntegerField(
         default=2, help_text="How many of one user's requests may run at once; the rest wait."
     )
+    fair_share_weight = models.PositiveSmallIntegerField(
+        default=1, help_text="Turns per round when users of different tiers wait in the same queue."
+    )
     max_document_bytes = models.PositiveIntegerField(default=1_000_000, help_text="Largest document upload.")
     auto_assign_min_requests = models.PositiveIntegerField(
         null=True,

@@ -19,10 +19,10 @@ DEFAULT_TIERS = [
      "queue_priority": "low", "max_in_flight": 2, "max_document_bytes": 1_000_000,
      "auto_assign_min_requests": 0},
     {"slug": "pro", "name": "Pro", "daily_request_limit": 1_000, "max_prompt_length": 16_000,
-     "queue_priority": "normal", "max_in_flight": 10, "max_document_bytes": 10_000_000,
+     "queue_priority": "normal", "max_in_flight": 10, "fair_share_weight": 2, "max_document_bytes": 10_000_000,
      "auto_assign_min_requests": 500},
     {"slug": "premium", "name": "Premium", "daily_request_limit": 10_000, "max_prompt_length": 64_000,
-     "queue_priority": "high", "max_in_flight": 25, "max_document_bytes": 50_000_000,
+     "queue_priority": "high", "max_in_flight": 25, "fair_share_weight": 4, "max_document_bytes": 50_000_000,
      "auto_assign_min_requests": None},
 ]  # fmt: skip
 DEFAULT_TIER_SLUG = "free"
@@ -130,7 +130,13 @@ def daily_quota_consume(*, user: User) -> int:
 
 
 def usage_record_finished(*, user_id: int, day: date, completed: bool, tokens: int = 0, duration_ms: int = 0) -> None:
-    """Count a request's outcome; call it in the transaction that makes the request final."""
+    """Count a request's outcome; call it in the transaction that makes the request final.
+
+    Locks are taken in the same order as at admission (the user's row, then the day's usage
+    row), so a request finishing while the same user submits another cannot deadlock.
+    """
+    if tokens:
+        User.objects.filter(pk=user_id, usage_date=day).update(tokens_today=F("tokens_today") + tokens)
     _usage_add(
         user_id=user_id,
         day=day,
@@ -139,8 +145,6 @@ def usage_record_finished(*, user_id: int, day: date, completed: bool, tokens: i
         tokens=tokens,
         duration_ms=duration_ms if completed else 0,
     )
-    if tokens:
-        User.objects.filter(pk=user_id, usage_date=day).update(tokens_today=F("tokens_today") + tokens)
 
 
 def _usage_add(

@@ -61,4 +61,4 @@ def test_sweeper_leaves_recent_and_finished_records_alone(db, make_user):
     done = TaskRecord.objects.create(name="x", queue=UNCONSUMED_QUEUE, owner=user, state="SUCCESS")
     TaskRecord.objects.filter(pk=done.pk).update(updated_at=timezone.now() - timedelta(days=1))
 
-    assert task_records_sweep() == {"resent": 0, "failed": 0, "unsent": 0}
+    assert task_records_sweep() == {"resent": 0, "failed": 0, "unsent": 0, "lanes_repaired": 0}

@@ -83,6 +83,8 @@ def _dispatch(request: PromptRequest, tier: Tier) -> None:
         args=[request.pk],
         owner=request.owner,
         target=request,
+        max_in_flight=tier.max_in_flight,
+        weight=tier.fair_share_weight,
     )
     request.task_id = record.id
     request.save(update_fields=["task_id"])

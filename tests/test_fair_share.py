@@ -1,0 +1,110 @@
+"""Fair share: one user's burst does not starve another user, and caps hold under load."""
+
+import uuid
+from datetime import datetime
+
+import pytest
+
+from conftest import wait_until
+from jobs.models import FairLane, TaskRecord
+from prompts.models import PromptRequest
+from users.models import Tier
+
+
+@pytest.fixture
+def burst_tier(db):
+    return Tier.objects.create(
+        slug=f"burst-{uuid.uuid4().hex[:6]}", name="Burst", daily_request_limit=10_000, max_in_flight=8
+    )
+
+
+def users_in(tier, make_user, count):
+    users = [make_user() for _ in range(count)]
+    for user in users:
+        user.tier = tier
+        user.save(update_fields=["tier"])
+    return users
+
+
+def submit(client, text):
+    response = client.post("/api/v1/prompts/", {"prompt_text": text}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def run_burst_then_single(make_user, client_for, tier):
+    """A sends 300 slow prompts, then B sends one; returns (A's completion times sorted, B's)."""
+    heavy, light = users_in(tier, make_user, 2)
+    tag = uuid.uuid4().hex[:8]
+    heavy_client, light_client = client_for(heavy), client_for(light)
+    burst = [submit(heavy_client, f"#delay=0.3 burst {i} {tag}")["id"] for i in range(300)]
+    single = submit(light_client, f"#delay=0.3 single {tag}")["id"]
+    wait_until(
+        lambda: PromptRequest.objects.filter(pk__in=[*burst, single], status="COMPLETED").count() == 301,
+        timeout=120,
+        interval=0.5,
+        what="all 301 prompts",
+    )
+    done = dict(PromptRequest.objects.filter(pk__in=[*burst, single]).values_list("pk", "completed_at"))
+    return sorted(done[pk] for pk in burst), done[single]
+
+
+def test_a_burst_of_300_does_not_make_another_users_prompt_wait(worker, make_user, client_for, burst_tier):
+    heavy_done, single_done = run_burst_then_single(make_user, client_for, burst_tier)
+
+    assert single_done < heavy_done[-30], "B's prompt should run within about one round, not behind the burst"
+
+
+def test_without_fair_share_the_same_burst_makes_the_other_user_wait(
+    worker, make_user, client_for, burst_tier, settings
+):
+    settings.FAIR_SHARE_ENABLED = False  # the web side dispatches straight to the broker
+
+    heavy_done, single_done = run_burst_then_single(make_user, client_for, burst_tier)
+
+    assert single_done > heavy_done[-30], "without the feature B waits behind A's burst (so the test proves it)"
+
+
+def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    points = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in points:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_the_in_flight_cap_holds_when_many_finish_at_once(worker, make_user, client_for, burst_tier):
+    Tier.objects.filter(pk=burst_tier.pk).update(max_in_flight=2)
+    (user,) = users_in(burst_tier, make_user, 1)
+    client = client_for(user)
+    tag = uuid.uuid4().hex[:8]
+
+    ids = [submit(client, f"quick {i} {tag}")["id"] for i in range(50)]
+    waiting = TaskRecord.objects.filter(owner=user, state="WAITING").order_by("created_at").last()
+
+    assert waiting is not None and client.get(f"/api/v1/tasks/{waiting.pk}/").json()["position"] > 1
+    wait_until(
+        lambda: PromptRequest.objects.filter(pk__in=ids, status="COMPLETED").count() == 50,
+        timeout=60,
+        what="50 prompts",
+    )
+    intervals = list(TaskRecord.objects.filter(owner=user).values_list("started_at", "finished_at"))
+    assert len(intervals) == 50
+    assert max_overlap(intervals) <= 2
+    lane = FairLane.objects.get(owner=user)
+    assert (lane.waiting, lane.in_flight) == (0, 0)
+
+
+def test_a_cancelled_waiting_request_gives_its_place_back(db, make_user, client_for, burst_tier):
+    Tier.objects.filter(pk=burst_tier.pk).update(max_in_flight=1)
+    (user,) = users_in(burst_tier, make_user, 1)
+    client = client_for(user)
+    first, second = submit(client, "one"), submit(client, "two")  # no worker: the second waits
+
+    assert TaskRecord.objects.get(pk=second["task_id"]).state == "WAITING"
+    assert client.post(f"/api/v1/prompts/{second['id']}/cancel/").status_code == 200
+
+    lane = FairLane.objects.get(owner=user)
+    assert (lane.waiting, lane.in_flight) == (0, 1)
+    assert TaskRecord.objects.get(pk=first["task_id"]).state == "QUEUED"
