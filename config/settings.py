@@ -214,6 +214,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "notifications.events.WEBHOOK_EVENT_CHOICES",
+        "NotificationEventEnum": "notifications.events.EMAIL_EVENT_CHOICES",
+    },
 }
 
 # Logging ------------------------------------------------------------------------------------

@@ -6,15 +6,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from jobs.api import HealthView, TaskDetailView
+from notifications import urls as notification_urls
 from prompts.api import PromptViewSet
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
+router.register(*notification_urls.WEBHOOKS_ROUTE)
 
 api_v1 = [
     *router.urls,
     path("tasks/<str:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("health/", HealthView.as_view(), name="health"),
+    *notification_urls.urlpatterns,
 ]
 
 urlpatterns = [
