@@ -5,10 +5,12 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from conftest import wait_until
 from jobs import queues
 from jobs.models import TaskRecord
+from jobs.schedules import periodic_jobs_ensure
 from jobs.services import task_dispatch
 from notifications import task_names
 from notifications.models import Delivery, FanOut, Notification, SystemNotification
@@ -104,3 +106,11 @@ def test_hourly_statistics_send_each_subscriber_their_numbers_for_today_once(
     assert by_user[idle.pk]["requests"] == 0 and by_user[idle.pk]["mean_latency_ms"] is None
     assert unsubscribed.pk not in by_user
     assert usage_statistics_send(now=fan_out.started_at) is None  # a second beat in the same hour
+
+
+def test_hourly_statistics_are_a_periodic_job_in_beats_tables(db):
+    periodic_jobs_ensure()
+
+    job = PeriodicTask.objects.get(name="send-statistics")
+    assert job.task == task_names.SEND_USAGE_STATISTICS and job.queue == queues.NOTIFICATIONS
+    assert (job.crontab.minute, job.crontab.hour) == ("0", "*")
