@@ -31,6 +31,16 @@ BASE_DIR = Path(__file__).resolve().parent
 # What the worker under test is configured with (the fake provider is fast; keep retries quick).
 WORKER_AI_TIMEOUT_SECONDS = 2
 WORKER_AI_MAX_RETRIES = 2
+# Notifications in the worker under test: local receivers allowed, quick retries, small batches.
+WORKER_NOTIFICATION_SETTINGS = {
+    "WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "1",
+    "WEBHOOKS_TIMEOUT_SECONDS": "2",
+    "WEBHOOKS_MAX_ATTEMPTS": "3",
+    "WEBHOOKS_RETRY_BASE_DELAY_SECONDS": "0.2",
+    "WEBHOOKS_RETRY_MAX_DELAY_SECONDS": "1.5",
+    "WEBHOOKS_DISABLE_AFTER_FAILURES": "3",
+    "NOTIFICATIONS_BATCH_SIZE": "2",
+}
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
@@ -113,6 +123,7 @@ def worker_process(
         "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
         "CONN_MAX_AGE": "0",
         "CACHE_MAX_IDLE_DAYS": "0",  # lets the cache cleanup test see a 1-second-old key as stale
+        **WORKER_NOTIFICATION_SETTINGS,
     }
     celery_app.control.purge()  # nothing left over from an earlier run
     log_dir = Path(settings.EMBEDDED_DIR) / "logs"

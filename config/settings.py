@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "jobs",
     "users",
     "prompts",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -189,6 +190,34 @@ AI_IMAGE_SIZES = env.list("AI_IMAGE_SIZES", default=["256x256", "512x512", "1024
 CONVERSATION_ARCHIVE_DAYS = env.int("CONVERSATION_ARCHIVE_DAYS", default=90)
 AI_OFFLINE_IMAGE_STEP_SECONDS = env.float("AI_OFFLINE_IMAGE_STEP_SECONDS", default=0.3)
 
+# Notifications ------------------------------------------------------------------------------
+
+# Email: EMAIL_URL as django-environ reads it (smtp://user:pass@host:587/?tls=True); console in development.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="AI tasks <noreply@localhost>")
+NOTIFICATIONS_SITE_NAME = env("NOTIFICATIONS_SITE_NAME", default="AI tasks")
+# Events emailed to users who did not choose otherwise (they opt in or out per event).
+NOTIFICATIONS_EMAIL_DEFAULT_EVENTS = env.list(
+    "NOTIFICATIONS_EMAIL_DEFAULT_EVENTS", default=["system", "webhook.disabled"]
+)
+# System notifications and statistics go out this many users per batch, one batch at a time,
+# and a batch waits while this many of its run's webhook deliveries are still open.
+NOTIFICATIONS_BATCH_SIZE = env.int("NOTIFICATIONS_BATCH_SIZE", default=500)
+NOTIFICATIONS_MAX_DELIVERIES_IN_FLIGHT = env.int("NOTIFICATIONS_MAX_DELIVERIES_IN_FLIGHT", default=2000)
+NOTIFICATIONS_FAN_OUT_WAIT_SECONDS = env.float("NOTIFICATIONS_FAN_OUT_WAIT_SECONDS", default=10)
+# Webhook URLs on loopback/private/link-local addresses are refused unless this is on (local
+# development, tests). Cloud metadata addresses are refused even then.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10)
+WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)
+# Backoff: base x 2^(attempt-1) with jitter, capped; the cap is also kept under a quarter of the
+# broker's visibility timeout, or Redis would hand a waiting retry to a second worker.
+WEBHOOKS_RETRY_BASE_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_BASE_DELAY_SECONDS", default=10)
+WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=300)
+# An endpoint whose deliveries failed this many times in a row is disabled and its owner told.
+WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=10)
+WEBHOOKS_MAX_ENDPOINTS_PER_USER = env.int("WEBHOOKS_MAX_ENDPOINTS_PER_USER", default=10)
+
 # REST API -----------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -212,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "notifications.events.WEBHOOK_EVENT_CHOICES",
+        "NotificationEventEnum": "notifications.events.EMAIL_EVENT_CHOICES",
+    },
 }
 
 # Logging ------------------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from jobs.api import (
     TriggerView,
     WorkersView,
 )
+from notifications import urls as notification_urls
 from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, TranslationView
 from users.api import MeUsageView, MeView
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
 router.register("conversations", ConversationViewSet, basename="conversation")
+router.register(*notification_urls.WEBHOOKS_ROUTE)
 
 api_v1 = [
     *router.urls,
@@ -36,6 +38,7 @@ api_v1 = [
     path("health/", HealthView.as_view(), name="health"),
     path("me/", MeView.as_view(), name="me"),
     path("me/usage/", MeUsageView.as_view(), name="me-usage"),
+    *notification_urls.urlpatterns,
 ]
 
 urlpatterns = [

@@ -24,6 +24,7 @@ class PeriodicJob:
 
 
 REGISTRY: dict[str, PeriodicJob] = {}
+CRONTAB_DEFAULTS = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 
 
 def periodic_job_register(job: PeriodicJob) -> None:
@@ -46,7 +47,11 @@ def periodic_jobs_ensure() -> list[str]:
                 every=job.every_seconds, period=IntervalSchedule.SECONDS
             )
         else:
-            schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(timezone=settings.TIME_ZONE, **job.crontab)
+            # Every field named: a lookup on some fields only would match other jobs' schedules.
+            spec = {**CRONTAB_DEFAULTS, **job.crontab, "timezone": settings.TIME_ZONE}
+            schedule["crontab"] = CrontabSchedule.objects.filter(**spec).first() or CrontabSchedule.objects.create(
+                **spec
+            )
         PeriodicTask.objects.create(
             name=job.slug,
             task=job.task,

@@ -89,6 +89,9 @@ def test_the_in_flight_cap_holds_when_many_finish_at_once(worker, make_user, cli
         timeout=60,
         what="50 prompts",
     )
+    wait_until(  # the records' final state is written just after the requests' (postrun)
+        lambda: TaskRecord.objects.filter(owner=user, state="SUCCESS").count() == 50, what="50 task records"
+    )
     intervals = list(TaskRecord.objects.filter(owner=user).values_list("started_at", "finished_at"))
     assert len(intervals) == 50
     assert max_overlap(intervals) <= 2

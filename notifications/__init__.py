@@ -1,0 +1,1 @@
+"""Notifications: users' signed webhooks, email, system notifications and hourly statistics."""
