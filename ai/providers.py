@@ -1,4 +1,4 @@
-"""The provider wrapper: chat (later embeddings and images) over the `openai` SDK, or offline.
+"""The provider wrapper: chat and embeddings (later images) over the `openai` SDK, or offline.
 
 Works with any OpenAI-compatible server through OPENAI_BASE_URL. Retries on 429, 5xx,
 connection errors and timeouts are the SDK's own: exponential backoff with jitter, honouring
@@ -6,15 +6,22 @@ Retry-After, AI_MAX_RETRIES times. Whatever still fails becomes a ProviderError 
 readable message. Knows nothing of users, tiers or tasks.
 """
 
+import contextlib
 import hashlib
+import itertools
+import math
+import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import openai
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 
 class ProviderError(Exception):
@@ -33,10 +40,31 @@ class ChatResult:
     duration_ms: int
 
 
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One vector per input text, in order, and the model that produced them."""
+
+    vectors: list[list[float]]
+    provider: str
+    model: str
+    dimensions: int
+
+
 class Provider(Protocol):
     name: str
 
+    @property
+    def embedding_model(self) -> str: ...
+
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult: ...
+
+    def embed(self, texts: list[str]) -> EmbeddingResult: ...
+
+
+def _batches(texts: list[str]) -> Iterator[list[str]]:
+    size = max(1, settings.AI_EMBEDDING_BATCH_SIZE)
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]
 
 
 class OpenAIProvider:
@@ -52,22 +80,15 @@ class OpenAIProvider:
             max_retries=settings.AI_MAX_RETRIES,
         )
 
+    @property
+    def embedding_model(self) -> str:
+        return settings.AI_EMBEDDING_MODEL
+
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
         started = time.monotonic()
-        try:
+        with _provider_errors():
             completion = self._client.chat.completions.create(model=model, messages=messages)
             text = completion.choices[0].message.content or ""
-        except openai.APITimeoutError:
-            raise ProviderError(
-                f"The provider did not answer within {settings.AI_TIMEOUT_SECONDS:g} s "
-                f"({settings.AI_MAX_RETRIES + 1} tries)."
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"Could not reach the provider: {exc}") from None
-        except openai.APIStatusError as exc:
-            raise ProviderError(f"The provider answered HTTP {exc.status_code}: {_error_message(exc)}") from None
-        except (openai.APIError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"The provider's answer could not be read: {type(exc).__name__}: {exc}") from None
         usage = completion.usage
         return ChatResult(
             text=text,
@@ -77,6 +98,46 @@ class OpenAIProvider:
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Embed `texts` in batches of AI_EMBEDDING_BATCH_SIZE, asking for AI_EMBEDDING_DIMENSIONS."""
+        dimensions = settings.AI_EMBEDDING_DIMENSIONS
+        extra: dict[str, Any] = {"dimensions": dimensions} if settings.AI_EMBEDDING_SEND_DIMENSIONS else {}
+        vectors: list[list[float]] = []
+        for batch in _batches(texts):
+            with _provider_errors():
+                response = self._client.embeddings.create(model=self.embedding_model, input=batch, **extra)
+                data = sorted(response.data, key=lambda item: item.index)
+                batch_vectors = [list(item.embedding) for item in data]
+            if len(batch_vectors) != len(batch):
+                raise ProviderError(f"The provider returned {len(batch_vectors)} embeddings for {len(batch)} texts.")
+            wrong = next((len(v) for v in batch_vectors if len(v) != dimensions), None)
+            if wrong is not None:
+                raise ProviderError(
+                    f"The provider returned {wrong}-dimensional embeddings; AI_EMBEDDING_DIMENSIONS is {dimensions}."
+                )
+            vectors.extend(batch_vectors)
+        # The configured name, not the response's: servers may answer with an alias or a dated
+        # name, and a differing name would look like a model change and re-embed everything.
+        return EmbeddingResult(vectors=vectors, provider=self.name, model=self.embedding_model, dimensions=dimensions)
+
+
+@contextlib.contextmanager
+def _provider_errors() -> Iterator[None]:
+    """Turn whatever the SDK raises (after its own retries) into a readable ProviderError."""
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise ProviderError(
+            f"The provider did not answer within {settings.AI_TIMEOUT_SECONDS:g} s "
+            f"({settings.AI_MAX_RETRIES + 1} tries)."
+        ) from None
+    except openai.APIConnectionError as exc:
+        raise ProviderError(f"Could not reach the provider: {exc}") from None
+    except openai.APIStatusError as exc:
+        raise ProviderError(f"The provider answered HTTP {exc.status_code}: {_error_message(exc)}") from None
+    except (openai.APIError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ProviderError(f"The provider's answer could not be read: {type(exc).__name__}: {exc}") from None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
@@ -90,6 +151,7 @@ class OfflineProvider:
 
     name = "offline"
     model = "offline-echo-1"
+    embedding_model = "offline-hashing-1"
 
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
         started = time.monotonic()
@@ -106,6 +168,36 @@ class OfflineProvider:
             completion_tokens=len(text.split()),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Feature hashing: words and word pairs hashed into AI_EMBEDDING_DIMENSIONS, L2-normalised."""
+        dimensions = settings.AI_EMBEDDING_DIMENSIONS
+        vectors = [_hashed_vector(text, dimensions) for text in texts]
+        return EmbeddingResult(vectors=vectors, provider=self.name, model=self.embedding_model, dimensions=dimensions)
+
+
+_WORD = re.compile(r"\w+")
+BIGRAM_WEIGHT = 0.5  # word pairs add some order, words carry most of the meaning
+
+
+def _hashed_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector: each feature adds +-weight at a hashed position."""
+    words = _WORD.findall(text.lower())
+    features = [(word, 1.0) for word in words]
+    features += [(f"{a} {b}", BIGRAM_WEIGHT) for a, b in itertools.pairwise(words)]
+    sparse: dict[int, float] = {}
+    for feature, weight in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:7], "little") % dimensions
+        sparse[index] = sparse.get(index, 0.0) + (weight if digest[7] & 1 else -weight)
+    norm = math.sqrt(sum(v * v for v in sparse.values()))
+    vector = [0.0] * dimensions
+    if norm == 0.0:  # no words: a fixed unit vector, since cosine distance to zero is undefined
+        vector[0] = 1.0
+        return vector
+    for index, value in sparse.items():
+        vector[index] = value / norm
+    return vector
 
 
 _lock = threading.Lock()
@@ -129,3 +221,20 @@ def get_provider() -> Provider:
 def chat(messages: list[dict[str, str]], *, model: str) -> ChatResult:
     """One chat completion with the configured provider."""
     return get_provider().chat(messages, model=model)
+
+
+def embed(texts: list[str]) -> EmbeddingResult:
+    """Embed `texts` with the configured provider (batched per call)."""
+    return get_provider().embed(texts)
+
+
+def embedding_model() -> str:
+    """The model name that `embed` records today; chunks from another model need re-embedding."""
+    return get_provider().embedding_model
+
+
+@receiver(setting_changed)
+def _forget_providers(*, setting: str, **_: Any) -> None:
+    """Tests override provider settings; the cached client must follow them."""
+    if setting.startswith(("AI_", "OPENAI_")):
+        _provider.cache_clear()

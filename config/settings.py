@@ -162,6 +162,25 @@ AI_DEFAULT_CHAT_MODEL = env("AI_DEFAULT_CHAT_MODEL", default=AI_CHAT_MODELS[0])
 AI_TIMEOUT_SECONDS = env.float("AI_TIMEOUT_SECONDS", default=60.0)
 AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=3)
 
+# Documents (sync) ---------------------------------------------------------------------------
+
+AI_EMBEDDING_MODEL = env("AI_EMBEDDING_MODEL", default="text-embedding-3-small")
+# The width of the pgvector column, fixed when the sync migrations first run (changing it later
+# needs a new column and a full re-sync); HNSW indexes take at most 2000 dimensions.
+AI_EMBEDDING_DIMENSIONS = env.int("AI_EMBEDDING_DIMENSIONS", default=1536)
+# Some servers reject `dimensions` for models with a fixed width; they then must match the above.
+AI_EMBEDDING_SEND_DIMENSIONS = env.bool("AI_EMBEDDING_SEND_DIMENSIONS", default=True)
+AI_EMBEDDING_BATCH_SIZE = env.int("AI_EMBEDDING_BATCH_SIZE", default=64)  # texts per provider call
+DOCUMENT_CHUNK_CHARS = env.int("DOCUMENT_CHUNK_CHARS", default=800)
+DOCUMENT_BATCH_MAX_ITEMS = env.int("DOCUMENT_BATCH_MAX_ITEMS", default=100)
+DOCUMENT_SEARCH_DEFAULT_TOP_K = env.int("DOCUMENT_SEARCH_DEFAULT_TOP_K", default=5)
+DOCUMENT_SEARCH_MAX_TOP_K = env.int("DOCUMENT_SEARCH_MAX_TOP_K", default=50)
+SYNC_FULL_BATCH_SIZE = env.int("SYNC_FULL_BATCH_SIZE", default=50)
+# One process_sync_queue run stops claiming after this long, well before the next run is due.
+SYNC_QUEUE_TIME_BUDGET_SECONDS = env.int("SYNC_QUEUE_TIME_BUDGET_SECONDS", default=240)
+# A claimed item not finished this long after its claim (worker died) is claimed again.
+SYNC_QUEUE_CLAIM_TIMEOUT_SECONDS = env.int("SYNC_QUEUE_CLAIM_TIMEOUT_SECONDS", default=900)
+
 # REST API -----------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
