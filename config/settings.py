@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "jobs",
     "users",
     "prompts",
+    "sync",
 ]
 
 MIDDLEWARE = [
@@ -204,6 +205,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models have a `status` field; name both enums (prompts keeps the name it had).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "prompts.models.PromptRequest.Status",
+        "DocumentStatusEnum": "sync.models.Document.Status",
+    },
 }
 
 # Logging ------------------------------------------------------------------------------------

@@ -7,14 +7,17 @@ from rest_framework.routers import DefaultRouter
 
 from jobs.api import HealthView, TaskDetailView
 from prompts.api import PromptViewSet
+from sync.api import DocumentViewSet, FullSyncView
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
+router.register("documents", DocumentViewSet, basename="document")
 
 api_v1 = [
     *router.urls,
     path("tasks/<str:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("health/", HealthView.as_view(), name="health"),
+    path("sync/full/", FullSyncView.as_view(), name="sync-full"),
 ]
 
 urlpatterns = [
