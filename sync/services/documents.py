@@ -5,11 +5,12 @@ import logging
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from jobs import queues
 from jobs.services import task_dispatch
-from sync.extraction import normalise_text, size_check
+from sync.extraction import file_text, normalise_text, size_check
 from sync.models import Document, DocumentBatch, SyncQueueItem
 from sync.services import DELETE_TASK, SYNC_TASK
 from users.models import Tier, User
@@ -54,6 +55,21 @@ def document_create(*, user: User, upload: DocumentText) -> DocumentAccepted:
     """Accept one document: the row and its task record commit together; identical content is not embedded twice."""
     tier = user_tier(user)
     return _accept(user=user, tier=tier, upload=upload, batch=None)
+
+
+def document_create_from_file(*, user: User, file: UploadedFile, title: str = "") -> DocumentAccepted:
+    """Accept an uploaded file: its size is checked before it is read, its text extracted, then as text."""
+    tier = user_tier(user)
+    extracted = file_text(file, max_bytes=tier.max_document_bytes, tier_name=tier.name)
+    upload = DocumentText(
+        title=title or extracted.file_name,
+        text=extracted.text,
+        source=Document.Source.FILE,
+        file_name=extracted.file_name,
+        content_type=extracted.content_type,
+        size_bytes=extracted.size_bytes,
+    )
+    return document_create(user=user, upload=upload)
 
 
 @transaction.atomic
