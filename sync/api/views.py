@@ -4,6 +4,7 @@ from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -52,7 +53,8 @@ CREATE_DESCRIPTION = """\
 Upload `{title, text}` as JSON, or a file (multipart field `file`, optional `title`): plain text, \
 Markdown, HTML or PDF, up to your tier's `max_document_bytes`. 413 above it (before the body is read \
 when Content-Length already says so), 415 for other types, 400 for empty, unreadable or corrupt files \
-and files without text. Answers 202 with the task that embeds it.
+and files without text. Answers 202 with the task that embeds it. A JSON body is read into memory, so it \
+may be at most 2.5 MB (`DATA_UPLOAD_MAX_MEMORY_SIZE`); larger documents go as files, which are streamed.
 
 Identical content (the same extracted text, by SHA-256) that you already uploaded is not embedded \
 twice: the answer is the existing document with `duplicate: true` and 200, since no work was started \
@@ -77,6 +79,12 @@ def _refusal(exc: DocumentRejected) -> Refused:
     return Refused(exc.status_code, {"detail": str(exc)})
 
 
+def _json_too_big() -> Refused:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    message = f"A JSON body may be at most {limit:,} bytes; upload a larger document as a file (multipart)."
+    return Refused(413, {"detail": message, "max_bytes": limit})
+
+
 def _refuse_oversized_body(request: Request) -> None:
     """413 from the Content-Length header alone, before the body is parsed."""
     try:
@@ -87,6 +95,17 @@ def _refuse_oversized_body(request: Request) -> None:
     if length > max_bytes + BODY_OVERHEAD_BYTES:
         message = f"The request body is {length:,} bytes; your tier allows documents of at most {max_bytes:,} bytes."
         raise Refused(413, {"detail": message, "max_bytes": max_bytes})
+    json_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if json_limit is not None and length > json_limit and not request.content_type.startswith("multipart/"):
+        raise _json_too_big()
+
+
+def _request_data(request: Request) -> Any:
+    """The parsed body; Django reads non-file bodies into memory only up to DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    try:
+        return request.data
+    except RequestDataTooBig:  # no (or a false) Content-Length got past the check above
+        raise _json_too_big() from None
 
 
 def _accepted_response(request: Request, accepted: DocumentAccepted) -> Response:
@@ -116,7 +135,7 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def create(self, request: Request) -> Response:
         _refuse_oversized_body(request)
         multipart = request.content_type.startswith("multipart/")
-        incoming = (DocumentFileSerializer if multipart else DocumentTextSerializer)(data=request.data)
+        incoming = (DocumentFileSerializer if multipart else DocumentTextSerializer)(data=_request_data(request))
         incoming.is_valid(raise_exception=True)
         try:
             if multipart:
@@ -139,7 +158,7 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=False, methods=["post"], parser_classes=[JSONParser])
     def batch(self, request: Request) -> Response:
         _refuse_oversized_body(request)
-        incoming = DocumentBatchSerializer(data=request.data)
+        incoming = DocumentBatchSerializer(data=_request_data(request))
         incoming.is_valid(raise_exception=True)
         uploads = [DocumentText(**item) for item in incoming.validated_data["documents"]]
         try:

@@ -72,6 +72,19 @@ def test_a_body_declared_too_large_is_refused_before_it_is_read(db, make_user, c
     assert_nothing_stored()
 
 
+def test_a_json_body_over_djangos_memory_limit_is_refused_with_413_and_a_hint(db, make_user, client_for, settings):
+    client = client_for(make_user(tier="pro"))  # the tier would allow 10 MB
+    text = "word " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 5 + 10)
+
+    response = client.post("/api/v1/documents/", {"title": "t", "text": text}, format="json")
+
+    assert response.status_code == 413
+    assert "upload a larger document as a file" in response.json()["detail"]
+    assert_nothing_stored()
+    big_file = SimpleUploadedFile("big.txt", text.encode(), "text/plain")
+    assert client.post("/api/v1/documents/", {"file": big_file}).status_code == 202
+
+
 def test_the_limit_follows_the_tier(db, make_user, client_for):
     text = "word " * (FREE_TIER_MAX_BYTES // 5 + 10)
     free, pro = client_for(make_user()), client_for(make_user(tier="pro"))
