@@ -1,4 +1,4 @@
-"""The provider wrapper: chat (later embeddings and images) over the `openai` SDK, or offline.
+"""The provider wrapper: chat, translation, embeddings and images over the `openai` SDK, or offline.
 
 Works with any OpenAI-compatible server through OPENAI_BASE_URL. Retries on 429, 5xx,
 connection errors and timeouts are the SDK's own: exponential backoff with jitter, honouring
@@ -10,16 +10,21 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import itertools
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import openai
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from ai.png import gradient_rows, png_encode
 
@@ -40,6 +45,16 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     duration_ms: int
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One vector per input text, in order, and the model that produced them."""
+
+    vectors: list[list[float]]
+    provider: str
+    model: str
+    dimensions: int
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,12 @@ class TranslationResult:
 class Provider(Protocol):
     name: str
 
+    @property
+    def embedding_model(self) -> str: ...
+
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult: ...
+
+    def embed(self, texts: list[str]) -> EmbeddingResult: ...
 
     def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult: ...
 
@@ -100,6 +120,12 @@ def translation_parse(text: str, expected: int) -> list[str]:
     return parsed
 
 
+def _batches(texts: list[str]) -> Iterator[list[str]]:
+    size = max(1, settings.AI_EMBEDDING_BATCH_SIZE)
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]
+
+
 class OpenAIProvider:
     """Any server that speaks the OpenAI protocol."""
 
@@ -112,6 +138,10 @@ class OpenAIProvider:
             timeout=settings.AI_TIMEOUT_SECONDS,
             max_retries=settings.AI_MAX_RETRIES,
         )
+
+    @property
+    def embedding_model(self) -> str:
+        return settings.AI_EMBEDDING_MODEL
 
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
         started = time.monotonic()
@@ -127,6 +157,28 @@ class OpenAIProvider:
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Embed `texts` in batches of AI_EMBEDDING_BATCH_SIZE, asking for AI_EMBEDDING_DIMENSIONS."""
+        dimensions = settings.AI_EMBEDDING_DIMENSIONS
+        extra: dict[str, Any] = {"dimensions": dimensions} if settings.AI_EMBEDDING_SEND_DIMENSIONS else {}
+        vectors: list[list[float]] = []
+        for batch in _batches(texts):
+            with _provider_errors():
+                response = self._client.embeddings.create(model=self.embedding_model, input=batch, **extra)
+                data = sorted(response.data, key=lambda item: item.index)
+                batch_vectors = [list(item.embedding) for item in data]
+            if len(batch_vectors) != len(batch):
+                raise ProviderError(f"The provider returned {len(batch_vectors)} embeddings for {len(batch)} texts.")
+            wrong = next((len(v) for v in batch_vectors if len(v) != dimensions), None)
+            if wrong is not None:
+                raise ProviderError(
+                    f"The provider returned {wrong}-dimensional embeddings; AI_EMBEDDING_DIMENSIONS is {dimensions}."
+                )
+            vectors.extend(batch_vectors)
+        # The configured name, not the response's: servers may answer with an alias or a dated
+        # name, and a differing name would look like a model change and re-embed everything.
+        return EmbeddingResult(vectors=vectors, provider=self.name, model=self.embedding_model, dimensions=dimensions)
 
     def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:
         answer = self.chat(translation_messages(texts, source=source, target=target), model=model)
@@ -185,6 +237,7 @@ class OfflineProvider:
 
     name = "offline"
     model = "offline-echo-1"
+    embedding_model = "offline-hashing-1"
 
     def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
         started = time.monotonic()
@@ -201,6 +254,12 @@ class OfflineProvider:
             completion_tokens=len(text.split()),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Feature hashing: words and word pairs hashed into AI_EMBEDDING_DIMENSIONS, L2-normalised."""
+        dimensions = settings.AI_EMBEDDING_DIMENSIONS
+        vectors = [_hashed_vector(text, dimensions) for text in texts]
+        return EmbeddingResult(vectors=vectors, provider=self.name, model=self.embedding_model, dimensions=dimensions)
 
     def translate(self, texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:
         translated = [f"[{target}] {text}" for text in texts]
@@ -219,6 +278,30 @@ class OfflineProvider:
             on_progress((step + 1) / steps)
         png = png_encode(width, height, rows)
         return ImageResult(png, self.name, "offline-gradient-1", int((time.monotonic() - started) * 1000))
+
+
+_WORD = re.compile(r"\w+")
+BIGRAM_WEIGHT = 0.5  # word pairs add some order, words carry most of the meaning
+
+
+def _hashed_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector: each feature adds +-weight at a hashed position."""
+    words = _WORD.findall(text.lower())
+    features = [(word, 1.0) for word in words]
+    features += [(f"{a} {b}", BIGRAM_WEIGHT) for a, b in itertools.pairwise(words)]
+    sparse: dict[int, float] = {}
+    for feature, weight in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:7], "little") % dimensions
+        sparse[index] = sparse.get(index, 0.0) + (weight if digest[7] & 1 else -weight)
+    norm = math.sqrt(sum(v * v for v in sparse.values()))
+    vector = [0.0] * dimensions
+    if norm == 0.0:  # no words: a fixed unit vector, since cosine distance to zero is undefined
+        vector[0] = 1.0
+        return vector
+    for index, value in sparse.items():
+        vector[index] = value / norm
+    return vector
 
 
 _lock = threading.Lock()
@@ -252,3 +335,20 @@ def translate(texts: list[str], *, source: str, target: str, model: str) -> Tran
 def image(prompt: str, *, size: str, steps: int, on_progress: ProgressCallback) -> ImageResult:
     """Generate one PNG with the configured provider, reporting progress as it goes."""
     return get_provider().image(prompt, size=size, steps=steps, on_progress=on_progress)
+
+
+def embed(texts: list[str]) -> EmbeddingResult:
+    """Embed `texts` with the configured provider (batched per call)."""
+    return get_provider().embed(texts)
+
+
+def embedding_model() -> str:
+    """The model name that `embed` records today; chunks from another model need re-embedding."""
+    return get_provider().embedding_model
+
+
+@receiver(setting_changed)
+def _forget_providers(*, setting: str, **_: Any) -> None:
+    """Tests override provider settings; the cached client must follow them."""
+    if setting.startswith(("AI_", "OPENAI_")):
+        _provider.cache_clear()

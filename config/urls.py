@@ -17,11 +17,13 @@ from jobs.api import (
 )
 from notifications import urls as notification_urls
 from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, TranslationView
+from sync.api import DocumentViewSet, FullSyncView
 from users.api import MeUsageView, MeView
 
 router = DefaultRouter()
 router.register("prompts", PromptViewSet, basename="prompt")
 router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("documents", DocumentViewSet, basename="document")
 router.register(*notification_urls.WEBHOOKS_ROUTE)
 
 api_v1 = [
@@ -39,6 +41,7 @@ api_v1 = [
     path("me/", MeView.as_view(), name="me"),
     path("me/usage/", MeUsageView.as_view(), name="me-usage"),
     *notification_urls.urlpatterns,
+    path("sync/full/", FullSyncView.as_view(), name="sync-full"),
 ]
 
 urlpatterns = [

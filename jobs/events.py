@@ -14,7 +14,9 @@ from redis import Redis
 logger = logging.getLogger(__name__)
 
 STREAM_MAX_EVENTS = 200
-STREAM_TTL_SECONDS = 24 * 3600
+STREAM_TTL_SECONDS = 24 * 3600  # while the task runs
+FINAL_STREAM_TTL_SECONDS = 3600  # after its final state: long enough for any client to reconnect
+FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
 _client: Redis | None = None
 
 
@@ -39,7 +41,7 @@ def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
         key = stream_key(task_id)
         pipe = events_redis().pipeline(transaction=False)
         pipe.xadd(key, {"data": json.dumps(event, default=str)}, maxlen=STREAM_MAX_EVENTS, approximate=True)
-        pipe.expire(key, STREAM_TTL_SECONDS)
+        pipe.expire(key, FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS)
         pipe.execute()
     except Exception as exc:
         logger.warning("event for task %s not published: %s", task_id, exc)
