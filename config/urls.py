@@ -16,7 +16,7 @@ from jobs.api import (
     WorkersView,
 )
 from notifications import urls as notification_urls
-from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, TranslationView
+from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, QueryView, TranslationView
 from sync.api import DocumentViewSet, FullSyncView
 from users.api import MeUsageView, MeView
 
@@ -29,6 +29,7 @@ router.register(*notification_urls.WEBHOOKS_ROUTE)
 api_v1 = [
     *router.urls,
     path("translations/", TranslationView.as_view(), name="translation-create"),
+    path("query/", QueryView.as_view(), name="query-create"),
     path("images/", ImageView.as_view(), name="image-create"),
     path("images/<int:pk>/file/", ImageFileView.as_view(), name="image-file"),
     path("tasks/", TaskListView.as_view(), name="task-list"),

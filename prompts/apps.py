@@ -11,6 +11,15 @@ class PromptsConfig(AppConfig):
 
         periodic_job_register(
             PeriodicJob(
+                slug="cleanup-query-cache",
+                task="prompts.clean_query_cache",
+                queue=queues.MAINTENANCE,
+                crontab={"minute": "0", "hour": "2"},
+                description="Delete expired answers from the query cache.",
+            )
+        )
+        periodic_job_register(
+            PeriodicJob(
                 slug="archive-conversations",
                 task="prompts.archive_conversations",
                 queue=queues.MAINTENANCE,

@@ -87,3 +87,23 @@ class PromptResponse(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class QueryCache(models.Model):
+    """An answer to a question over one user's documents as they were; reused until it expires."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="query_cache")
+    key = models.CharField(max_length=64, help_text="SHA-256 of the question, top_k, model and documents' state.")
+    answer = models.TextField()
+    chunks = models.JSONField(default=list, help_text="The chunks the answer used.")
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=100)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="query_cache_one_per_owner_key")]
+
+    def __str__(self) -> str:
+        return f"cached answer {self.key[:8]} for {self.owner}"

@@ -14,6 +14,7 @@ from prompts.services import (
     conversations_archive,
     prompt_request_fail,
     prompt_request_process,
+    query_cache_clean,
     user_statistics_recompute,
 )
 
@@ -58,3 +59,9 @@ def update_user_statistics(user_id: int) -> dict[str, int]:
 def archive_conversations() -> int:
     """Archive conversations without a turn for CONVERSATION_ARCHIVE_DAYS (daily, one UPDATE)."""
     return conversations_archive(idle_days=settings.CONVERSATION_ARCHIVE_DAYS)
+
+
+@shared_task(name="prompts.clean_query_cache", queue=queues.MAINTENANCE)
+def clean_query_cache() -> int:
+    """Delete expired cached answers (daily)."""
+    return query_cache_clean()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Max, QuerySet, Sum
 from pgvector.django import CosineDistance
 
 from ai import providers
@@ -70,3 +70,11 @@ def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
         )
         for row in rows
     ]
+
+
+def documents_fingerprint(*, user: User) -> str:
+    """Changes whenever any of `user`'s documents is added, re-embedded or deleted (one aggregate)."""
+    numbers = Document.objects.filter(owner=user).aggregate(
+        count=Count("id"), latest=Max("updated_at"), generations=Sum("generation")
+    )
+    return f"{numbers['count']}:{numbers['latest'].isoformat() if numbers['latest'] else '-'}:{numbers['generations']}"

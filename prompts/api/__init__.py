@@ -1,6 +1,6 @@
 """The prompts app's API: chat prompts, translations, images, conversations."""
 
-from prompts.api.kinds import ConversationViewSet, ImageFileView, ImageView, TranslationView
+from prompts.api.kinds import ConversationViewSet, ImageFileView, ImageView, QueryView, TranslationView
 from prompts.api.prompts import PromptViewSet
 
-__all__ = ["ConversationViewSet", "ImageFileView", "ImageView", "PromptViewSet", "TranslationView"]
+__all__ = ["ConversationViewSet", "ImageFileView", "ImageView", "PromptViewSet", "QueryView", "TranslationView"]

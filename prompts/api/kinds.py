@@ -20,6 +20,7 @@ from prompts.services import (
     MAX_TEXTS,
     conversation_create,
     image_request_create,
+    query_request_create,
     translation_request_create,
 )
 from users.models import User
@@ -64,6 +65,25 @@ class TranslationView(APIView):
         incoming = TranslationCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         return _accepted(request, translation_request_create(user=request.user, **incoming.validated_data))
+
+
+class QueryCreateSerializer(serializers.Serializer):
+    question = StrictCharField(help_text="A question about your documents.")
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=50, help_text="How many excerpts to use.")
+
+
+class QueryView(APIView):
+    """Ask a question answered from your own documents (retrieval + chat).
+
+    The answer lists the chunks it used. The same question over unchanged documents is answered
+    from the query cache. On success your `query.completed` webhooks are called.
+    """
+
+    @extend_schema(request=QueryCreateSerializer, responses={202: PromptAcceptedSerializer})
+    def post(self, request: Request) -> Response:
+        incoming = QueryCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        return _accepted(request, query_request_create(user=request.user, **incoming.validated_data))
 
 
 class ImageCreateSerializer(serializers.Serializer):

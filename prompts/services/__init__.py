@@ -10,6 +10,7 @@ from prompts.services.kinds import (
     translation_request_create,
 )
 from prompts.services.processing import RequestCancelled, prompt_request_process
+from prompts.services.query import query_cache_clean, query_request_create
 from prompts.services.requests import (
     PROCESS_TASK,
     PromptConflict,
@@ -37,6 +38,8 @@ __all__ = [
     "prompt_request_fail",
     "prompt_request_process",
     "prompt_request_retry",
+    "query_cache_clean",
+    "query_request_create",
     "request_accept",
     "tier_models",
     "translation_request_create",

@@ -13,7 +13,9 @@ from django.utils import timezone
 from ai import providers
 from jobs.services import task_progress_set
 from prompts.models import PromptRequest, PromptResponse
-from prompts.services.requests import prompt_request_fail
+from prompts.services.query import query_cache_get, query_cache_key, query_cache_store
+from prompts.services.requests import prompt_event_emit, prompt_request_fail
+from sync.selectors import chunk_search
 from users.services import usage_record_finished
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequ
                 tokens=outcome.prompt_tokens + outcome.completion_tokens,
                 duration_ms=outcome.duration_ms,
             )
+            prompt_event_emit(request=request, completed=True)
             return request
     if file_name:
         default_storage.delete(file_name)
@@ -173,7 +176,38 @@ def _run_image(request: PromptRequest, task_id: str | None) -> Outcome:
     )
 
 
+QUERY_INSTRUCTION = (
+    "Answer the question using only the numbered excerpts from the user's documents below, citing them "
+    "as [n]. If they do not contain the answer, say that the documents do not answer it.\n\n"
+)
+
+
+def _run_query(request: PromptRequest, task_id: str | None) -> Outcome:
+    question, top_k = request.input["question"], request.input["top_k"]
+    key = query_cache_key(user=request.owner, question=question, top_k=top_k, model=request.model)
+    cached = query_cache_get(owner_id=request.owner_id, key=key)
+    if cached is not None:
+        return Outcome(
+            provider=cached.provider, model=cached.model, text=cached.answer,
+            result={"chunks": cached.chunks, "cached": True},
+        )  # fmt: skip
+    hits = chunk_search(user=request.owner, query=question, top_k=top_k)
+    context = "\n\n".join(f"[{n}] {hit.document_title}: {hit.text}" for n, hit in enumerate(hits, start=1))
+    messages = [{"role": "system", "content": QUERY_INSTRUCTION + context}, {"role": "user", "content": question}]
+    answer = providers.chat(messages, model=request.model)
+    chunks = [{"document_id": h.document_id, "chunk_id": h.chunk_id, "score": round(h.score, 4)} for h in hits]
+    query_cache_store(
+        owner_id=request.owner_id, key=key, answer=answer.text, chunks=chunks,
+        provider=answer.provider, model=answer.model,
+    )  # fmt: skip
+    return Outcome(
+        provider=answer.provider, model=answer.model, text=answer.text, result={"chunks": chunks, "cached": False},
+        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, duration_ms=answer.duration_ms,
+    )  # fmt: skip
+
+
 RUNNERS: dict[str, Callable[[PromptRequest, str | None], Outcome]] = {
+    PromptRequest.Kind.QUERY: _run_query,
     PromptRequest.Kind.CHAT: _run_chat,
     PromptRequest.Kind.TRANSLATION: _run_translation,
     PromptRequest.Kind.IMAGE: _run_image,

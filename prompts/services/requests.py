@@ -13,6 +13,7 @@ from django.utils import timezone
 from jobs import queues
 from jobs.models import TaskRecord
 from jobs.services import task_dispatch, task_revoke
+from notifications.services import notification_event_emit
 from prompts.models import Conversation, PromptRequest
 from users.models import Tier, User
 from users.services import daily_quota_consume, usage_daily_store, usage_record_finished, user_tier
@@ -90,6 +91,32 @@ def _dispatch(request: PromptRequest, tier: Tier) -> None:
     request.save(update_fields=["task_id"])
 
 
+def prompt_event_emit(*, request: PromptRequest, completed: bool) -> None:
+    """Tell the owner's webhooks (and email, if wanted) that a request finished.
+
+    Called in the transaction that makes the request final, so it happens once per request.
+    """
+    if completed:
+        event = "query.completed" if request.kind == PromptRequest.Kind.QUERY else "prompt.completed"
+    else:
+        event = "prompt.failed"
+    response = getattr(request, "response", None) if completed else None
+    payload = {
+        "prompt_id": request.pk,
+        "kind": request.kind,
+        "status": request.status,
+        "model": request.model,
+        "completed_at": request.completed_at,
+    }
+    if response is not None:
+        payload["text"] = response.text
+        if response.result is not None:
+            payload["result"] = response.result
+    if not completed:
+        payload["error"] = request.error
+    notification_event_emit(user=request.owner, event=event, payload=payload, target=request)
+
+
 class PromptConflict(Exception):
     """The request is not in a status that allows this action (409)."""
 
@@ -142,6 +169,7 @@ def prompt_request_fail(*, request_id: int, error: str) -> PromptRequest | None:
         request.completed_at = timezone.now()
         request.save(update_fields=["status", "error", "completed_at"])
         usage_record_finished(user_id=request.owner_id, day=timezone.localdate(request.created_at), completed=False)
+        prompt_event_emit(request=request, completed=False)
     logger.info("prompt request %s failed: %s", request_id, error)
     return request
 
