@@ -1,6 +1,7 @@
 """Embedding documents: chunk the text, embed the chunks in batches, switch generations; deletion."""
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -55,6 +56,19 @@ def _cut(paragraph: str, max_chars: int) -> list[str]:
     return parts
 
 
+@dataclass(frozen=True)
+class SyncRun:
+    """What one sync call did: the document as it left it, and whether this call embedded it.
+
+    `embedded` is False when there was nothing to do (the document is gone, being deleted, or,
+    without `force`, already embedded with today's model); True when this call took a generation
+    and ran the provider, whether that ended EMBEDDED, FAILED or outrun by a newer run.
+    """
+
+    document: Document | None
+    embedded: bool
+
+
 def document_sync(*, document_id: int, force: bool = False) -> Document | None:
     """Chunk and embed a document; search switches to the new chunks only when all are stored.
 
@@ -62,12 +76,22 @@ def document_sync(*, document_id: int, force: bool = False) -> Document | None:
     only the newest finished run becomes live. Without `force`, a document already embedded with
     today's model is returned untouched (a redelivered task does nothing).
     """
+    return document_sync_run(document_id=document_id, force=force).document
+
+
+def document_sync_run(*, document_id: int, force: bool = False) -> SyncRun:
+    """`document_sync`, also telling whether this call embedded the document or found nothing to do.
+
+    The "nothing to do" decision is taken under the document's row lock, in the transaction that
+    takes the new generation, so of two calls without `force` at most one embeds a document that
+    only needed today's model.
+    """
     with transaction.atomic():
         document = Document.objects.select_for_update().filter(pk=document_id).first()
         if document is None or document.status == Status.DELETING:
-            return document
+            return SyncRun(document, embedded=False)
         if not force and document.status == Status.EMBEDDED and document.embedding_model == providers.embedding_model():
-            return document
+            return SyncRun(document, embedded=False)
         document.last_generation += 1
         generation = document.last_generation
         document.status = Status.PROCESSING
@@ -77,16 +101,16 @@ def document_sync(*, document_id: int, force: bool = False) -> Document | None:
         count, model = _embed_generation(document, generation)
     except providers.ProviderError as exc:
         DocumentChunk.objects.filter(document_id=document_id, generation=generation).delete()
-        return document_fail(document_id=document_id, error=str(exc), generation=generation)
+        return _attempted(document_fail(document_id=document_id, error=str(exc), generation=generation))
 
     with transaction.atomic():
         document = Document.objects.select_for_update().filter(pk=document_id).defer("text").first()
         if document is None:
-            return None  # deleted meanwhile; its chunks went with it
+            return SyncRun(None, embedded=False)  # deleted meanwhile; its chunks went with it
         if document.status == Status.DELETING or document.generation > generation:
             # Being deleted, or a newer run finished first: this run's chunks are not wanted.
             DocumentChunk.objects.filter(document_id=document_id, generation=generation).delete()
-            return document
+            return _attempted(document)
         DocumentChunk.objects.filter(document_id=document_id, generation__lt=generation).delete()
         document.generation = generation
         document.chunk_count = count
@@ -105,7 +129,7 @@ def document_sync(*, document_id: int, force: bool = False) -> Document | None:
                 "updated_at",
             ]
         )
-    return document
+    return SyncRun(document, embedded=True)
 
 
 def _embed_generation(document: Document, generation: int) -> tuple[int, str]:
@@ -148,15 +172,21 @@ def document_fail(*, document_id: int, error: str, generation: int | None = None
     return document
 
 
-def document_sync_guarded(*, document_id: int, force: bool) -> Document | None:
-    """`document_sync` for loops over many documents: any failure ends that one FAILED, not the loop."""
+def document_sync_guarded(*, document_id: int, force: bool) -> SyncRun:
+    """`document_sync_run` for loops over many documents: any failure ends that one FAILED, not the loop."""
     try:
-        return document_sync(document_id=document_id, force=force)
+        return document_sync_run(document_id=document_id, force=force)
     except DatabaseError:
         raise  # the database itself is in trouble: nothing more can be stored, stop
     except Exception as exc:
         logger.exception("embedding document %s failed", document_id)
-        return document_fail(document_id=document_id, error=f"Internal error while embedding: {type(exc).__name__}")
+        error = f"Internal error while embedding: {type(exc).__name__}"
+        return _attempted(document_fail(document_id=document_id, error=error))
+
+
+def _attempted(document: Document | None) -> SyncRun:
+    """A run that went to the provider but did not finish as the live generation (failed or superseded)."""
+    return SyncRun(document, embedded=document is not None and document.status != Status.DELETING)
 
 
 def document_embeddings_delete(*, document_id: int, batch_size: int = 1000) -> dict | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -43,11 +43,11 @@ class SyncOutcome:
 
 def _sync_each(document_ids: Iterable[int], outcome: SyncOutcome, *, force: bool) -> None:
     for document_id in document_ids:
-        document = document_sync_guarded(document_id=document_id, force=force)
-        if document is None:
-            continue  # deleted meanwhile
+        run = document_sync_guarded(document_id=document_id, force=force)
+        if not run.embedded:
+            continue  # deleted meanwhile, being deleted, or (without force) already up to date
         outcome.processed.append(document_id)
-        if document.status == Status.FAILED:
+        if run.document is not None and run.document.status == Status.FAILED:
             outcome.failed.append(document_id)
 
 
@@ -67,13 +67,31 @@ def sync_queue_enqueue(*, document_ids: Iterable[int], reason: str = SyncQueueIt
 
 
 def sync_queue_enqueue_outdated(*, limit: int = 10_000) -> int:
-    """Queue the documents embedded with another model than today's (the model setting changed)."""
-    outdated = (
-        Document.objects.filter(status=Status.EMBEDDED, sync_queue_item__isnull=True)
-        .exclude(embedding_model=providers.embedding_model())
-        .values_list("pk", flat=True)[:limit]
-    )
-    return sync_queue_enqueue(document_ids=list(outdated), reason=SyncQueueItem.Reason.MODEL_CHANGED)
+    """Queue the documents embedded with another model than today's (the model setting changed).
+
+    One `INSERT ... SELECT` decides and inserts on the same snapshot. A run embeds a queued
+    document and commits today's model before it deletes the item, so in any one snapshot a
+    document either still has its item or is no longer outdated: a document that another run
+    holds, or has just re-embedded and dequeued, is never queued again. (Deciding in one query
+    and inserting in a later one let a concurrent run claim, embed and dequeue a document in
+    between, and the stale decision queued it a second time.)
+    """
+    items, documents = SyncQueueItem._meta, Document._meta
+    quote = connection.ops.quote_name
+    sql = f"""
+        INSERT INTO {quote(items.db_table)} (document_id, reason, enqueued_at, claimed_by, attempts)
+        SELECT d.id, %s, %s, '', 0
+        FROM {quote(documents.db_table)} d
+        WHERE d.status = %s AND d.embedding_model <> %s
+          AND NOT EXISTS (SELECT 1 FROM {quote(items.db_table)} q WHERE q.document_id = d.id)
+        ORDER BY d.id
+        LIMIT %s
+        ON CONFLICT (document_id) DO NOTHING
+    """
+    params = [SyncQueueItem.Reason.MODEL_CHANGED, timezone.now(), Status.EMBEDDED, providers.embedding_model(), limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def sync_queue_claim(*, claimer: str, limit: int) -> list[SyncQueueItem]:
@@ -114,7 +132,11 @@ def sync_queue_process(*, claim_size: int = 10, time_budget: float | None = None
                 document_fail(document_id=item.document_id, error=f"Gave up after {MAX_CLAIMS} attempts to embed it.")
                 outcome.failed.append(item.document_id)
             else:
-                _sync_each([item.document_id], outcome, force=True)
+                # A model change is done once the document has today's model: checked under the
+                # document's lock, so an item queued again for a document that another run has
+                # just re-embedded is dropped instead of embedding it a second time.
+                model_changed = item.reason == SyncQueueItem.Reason.MODEL_CHANGED
+                _sync_each([item.document_id], outcome, force=not model_changed)
             SyncQueueItem.objects.filter(pk=item.pk, claimed_by=claimer).delete()
     if outcome.processed:
         logger.info("sync queue: %s", outcome.counts())

@@ -10,7 +10,12 @@ from jobs.models import TaskRecord
 from jobs.services import task_dispatch
 from sync.models import Document, DocumentChunk, SyncQueueItem
 from sync.services import QUEUE_TASK
-from sync.services.sync import sync_queue_claim, sync_queue_enqueue, sync_queue_process
+from sync.services.sync import (
+    sync_queue_claim,
+    sync_queue_enqueue,
+    sync_queue_enqueue_outdated,
+    sync_queue_process,
+)
 
 
 def make_documents(owner, count: int, *, status: str = "PENDING", model: str = "") -> list[Document]:
@@ -79,6 +84,45 @@ def test_a_claimer_skips_rows_another_holds_and_takes_stale_claims_again(transac
     assert sync_queue_claim(claimer="late", limit=10) == [locked[0]]  # only the unclaimed one is left
     settings.SYNC_QUEUE_CLAIM_TIMEOUT_SECONDS = 0  # every claim is now stale
     assert len(sync_queue_claim(claimer="rescuer", limit=10)) == 3
+
+
+def test_only_embedded_documents_of_another_model_without_an_item_are_queued_for_the_model_change(
+    db, make_user, settings
+):
+    settings.AI_PROVIDER = "offline"  # today's model: offline-hashing-1
+    owner = make_user()
+    [outdated] = make_documents(owner, 1, status="EMBEDDED", model="old-model")
+    [current] = make_documents(owner, 1, status="EMBEDDED", model="offline-hashing-1")
+    [processing] = make_documents(owner, 1, status="PROCESSING", model="old")  # a run is embedding it
+    [failed] = make_documents(owner, 1, status="FAILED", model="older")
+    [held] = make_documents(owner, 1, status="EMBEDDED", model="oldest")
+    SyncQueueItem.objects.create(document=held, claimed_by="another run")
+
+    assert sync_queue_enqueue_outdated() == 1
+    assert sync_queue_enqueue_outdated() == 0
+    queued = {item.document_id: (item.reason, item.claimed_by) for item in SyncQueueItem.objects.all()}
+    assert queued == {outdated.pk: ("model_changed", ""), held.pk: ("resync", "another run")}
+    assert {current.pk, processing.pk, failed.pk}.isdisjoint(queued)
+
+
+def test_a_model_change_item_for_a_document_already_on_todays_model_is_dropped_not_embedded_again(
+    db, make_user, settings
+):
+    # What a run finds when an item was queued again for a document that another run had just
+    # re-embedded: it must not embed it a second time nor report it as processed.
+    settings.AI_PROVIDER = "offline"
+    done, asked = make_documents(make_user(), 2, status="EMBEDDED", model="offline-hashing-1")
+    Document.objects.update(generation=1, last_generation=1)
+    SyncQueueItem.objects.create(document=done, reason=SyncQueueItem.Reason.MODEL_CHANGED)
+    SyncQueueItem.objects.create(document=asked, reason=SyncQueueItem.Reason.RESYNC)  # an explicit re-sync
+
+    outcome = sync_queue_process()
+
+    assert outcome.processed == [asked.pk]
+    assert not SyncQueueItem.objects.exists()
+    generations = dict(Document.objects.values_list("pk", "last_generation"))
+    assert generations == {done.pk: 1, asked.pk: 2}
+    assert not DocumentChunk.objects.filter(document=done).exists()
 
 
 def test_documents_of_another_embedding_model_are_reembedded_through_the_queue_by_two_runs(
