@@ -54,6 +54,16 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 20, interval: f
     pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
+def wait_task_final(client: APIClient, task_id: str) -> dict:
+    """A task's API body once its state is final (written by the worker just after the work's own)."""
+
+    def final() -> dict | None:
+        body = client.get(f"/api/v1/tasks/{task_id}/").json()
+        return body if body["state"] in ("SUCCESS", "FAILURE", "REVOKED") else None
+
+    return wait_until(final, what=f"task {task_id} to finish")
+
+
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer().start()
@@ -122,6 +132,8 @@ def worker_process(
         "AI_TIMEOUT_SECONDS": str(WORKER_AI_TIMEOUT_SECONDS),
         "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
         "CONN_MAX_AGE": "0",
+        "JOBS_WORKER_HEARTBEAT_SECONDS": "1",  # a killed worker is noticed within seconds
+        "AI_STREAM_PUBLISH_SECONDS": "0",  # every streamed piece reaches the events
         "CACHE_MAX_IDLE_DAYS": "0",  # lets the cache cleanup test see a 1-second-old key as stale
         **WORKER_NOTIFICATION_SETTINGS,
     }

@@ -29,6 +29,7 @@ from django.dispatch import receiver
 from ai.png import gradient_rows, png_encode
 
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0-1.0; may raise to stop the work
+TextCallback = Callable[[str], None]  # the answer so far, while it streams in
 
 
 class ProviderError(Exception):
@@ -85,7 +86,9 @@ class Provider(Protocol):
     @property
     def embedding_model(self) -> str: ...
 
-    def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult: ...
+    def chat(
+        self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback | None = None
+    ) -> ChatResult: ...
 
     def embed(self, texts: list[str]) -> EmbeddingResult: ...
 
@@ -143,8 +146,11 @@ class OpenAIProvider:
     def embedding_model(self) -> str:
         return settings.AI_EMBEDDING_MODEL
 
-    def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
+    def chat(self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback | None = None) -> ChatResult:
+        """A chat completion; with `on_text`, streamed, calling it with the growing answer."""
         started = time.monotonic()
+        if on_text is not None:
+            return self._chat_streamed(messages, model=model, on_text=on_text, started=started)
         with _provider_errors():
             completion = self._client.chat.completions.create(model=model, messages=messages)
             text = completion.choices[0].message.content or ""
@@ -153,6 +159,35 @@ class OpenAIProvider:
             text=text,
             provider=self.name,
             model=completion.model or model,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    def _chat_streamed(
+        self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback, started: float
+    ) -> ChatResult:
+        parts: list[str] = []
+        usage = None
+        answered_model = model
+        with _provider_errors():
+            stream = self._client.chat.completions.create(
+                model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+            for chunk in stream:
+                answered_model = chunk.model or answered_model
+                usage = chunk.usage or usage
+                if chunk.choices:
+                    delta = chunk.choices[0].delta.content
+                    if delta:
+                        parts.append(delta)
+                        on_text("".join(parts))
+                elif chunk.choices is None:
+                    raise ValueError("a streamed chunk without choices")
+        return ChatResult(
+            text="".join(parts),
+            provider=self.name,
+            model=answered_model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -239,13 +274,17 @@ class OfflineProvider:
     model = "offline-echo-1"
     embedding_model = "offline-hashing-1"
 
-    def chat(self, messages: list[dict[str, str]], *, model: str) -> ChatResult:
+    def chat(self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback | None = None) -> ChatResult:
         started = time.monotonic()
         question = messages[-1]["content"] if messages else ""
         digest = hashlib.sha256(question.encode()).hexdigest()[:8]
         words = question.split()
         summary = " ".join(words[:40]) + (" …" if len(words) > 40 else "")
         text = f"[offline provider, no model was called] You asked ({len(words)} words, id {digest}): {summary}"
+        if on_text is not None:  # a few growing pieces, like a streamed answer
+            words_out = text.split(" ")
+            for end in range(1, 4):
+                on_text(" ".join(words_out[: len(words_out) * end // 3]))
         return ChatResult(
             text=text,
             provider=self.name,
@@ -322,9 +361,9 @@ def get_provider() -> Provider:
     return _provider(settings.AI_PROVIDER)
 
 
-def chat(messages: list[dict[str, str]], *, model: str) -> ChatResult:
-    """One chat completion with the configured provider."""
-    return get_provider().chat(messages, model=model)
+def chat(messages: list[dict[str, str]], *, model: str, on_text: TextCallback | None = None) -> ChatResult:
+    """One chat completion with the configured provider (streamed when `on_text` is given)."""
+    return get_provider().chat(messages, model=model, on_text=on_text)
 
 
 def translate(texts: list[str], *, source: str, target: str, model: str) -> TranslationResult:

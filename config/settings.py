@@ -165,6 +165,8 @@ PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 # A record still WAITING or QUEUED this long after its last send is sent again by the sweeper.
 JOBS_RESEND_AFTER_SECONDS = env.int("JOBS_RESEND_AFTER_SECONDS", default=120)
 JOBS_MAX_SENDS = env.int("JOBS_MAX_SENDS", default=5)
+# Workers beat this often; a worker silent for 3 beats is dead and its started tasks are resent.
+JOBS_WORKER_HEARTBEAT_SECONDS = env.float("JOBS_WORKER_HEARTBEAT_SECONDS", default=10)
 # Hold each user's prompts to their tier's in-flight cap, released round robin between users.
 FAIR_SHARE_ENABLED = env.bool("FAIR_SHARE_ENABLED", default=True)
 # How long the staff endpoints wait for workers to answer (a dead worker must not hang the API).
@@ -186,6 +188,9 @@ AI_CHAT_MODELS = env.list("AI_CHAT_MODELS", default=["gpt-4o-mini", "gpt-4o", "g
 AI_DEFAULT_CHAT_MODEL = env("AI_DEFAULT_CHAT_MODEL", default=AI_CHAT_MODELS[0])
 AI_TIMEOUT_SECONDS = env.float("AI_TIMEOUT_SECONDS", default=60.0)
 AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=3)
+# Chat answers stream in; the growing text reaches the task's events at most this often.
+AI_STREAM_CHAT = env.bool("AI_STREAM_CHAT", default=True)
+AI_STREAM_PUBLISH_SECONDS = env.float("AI_STREAM_PUBLISH_SECONDS", default=0.25)
 AI_IMAGE_MODEL = env("AI_IMAGE_MODEL", default="gpt-image-1")
 AI_IMAGE_SIZES = env.list("AI_IMAGE_SIZES", default=["256x256", "512x512", "1024x1024"])
 QUERY_CACHE_TTL_SECONDS = env.int("QUERY_CACHE_TTL_SECONDS", default=86400)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from jobs.events import event_publish
 from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repair
+from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.signals import task_record_abandoned, task_record_revoked
@@ -134,11 +135,27 @@ def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = 
     )
 
 
+def task_partial_text_publish(*, task_id: str | uuid.UUID, text: str) -> None:
+    """Publish a streaming answer's text so far to the task's event stream (no database write)."""
+    event_publish(task_id, {"partial_text": text})
+
+
 def _give_up(record: TaskRecord, reason: str) -> None:
     updated = task_record_update(task_id=record.id, state=State.FAILURE, error=reason, finished_at=timezone.now())
     if updated:
         record.refresh_from_db()
         task_record_abandoned.send(sender=TaskRecord, record=record, reason=reason)
+
+
+def _orphaned(now: Any) -> list[TaskRecord]:
+    """Records a worker had received or started, whose worker has no heartbeat any more (killed)."""
+    quiet_since = now - timedelta(seconds=settings.JOBS_WORKER_HEARTBEAT_SECONDS * 3)
+    held = TaskRecord.objects.filter(
+        state__in=[State.QUEUED, State.STARTED, State.PROGRESS], updated_at__lt=quiet_since
+    ).exclude(worker="")
+    workers = {worker: worker_alive(worker) for worker in held.order_by().values_list("worker", flat=True).distinct()}
+    dead = [worker for worker, alive in workers.items() if not alive]
+    return list(held.filter(worker__in=dead).order_by("updated_at")[:1000]) if dead else []
 
 
 def task_records_sweep() -> dict[str, int]:
@@ -156,6 +173,7 @@ def task_records_sweep() -> dict[str, int]:
         | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
     ).order_by("updated_at")[:1000]
     counts = {"resent": 0, "failed": 0, "unsent": 0}
+    stranded = [*stranded, *_orphaned(now)]
     for record in stranded:
         if record.sends >= settings.JOBS_MAX_SENDS:
             _give_up(record, f"Gave up after {record.sends} deliveries without a result.")

@@ -20,6 +20,13 @@ def _error_text(exc: BaseException | None) -> str:
     return text if type(exc).__name__ == "TaskFailed" else f"{type(exc).__name__}: {text}"
 
 
+@signals.task_received.connect
+def _on_received(request: Any = None, **_: Any) -> None:
+    """Note which worker holds a message before it starts, so its death is noticed too."""
+    if request is not None and getattr(request, "hostname", None):
+        TaskRecord.objects.filter(pk=request.id, state__in=TaskRecord.UNSENT_STATES).update(worker=request.hostname)
+
+
 @signals.task_prerun.connect
 def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **_: Any) -> None:
     now = timezone.now()

@@ -46,3 +46,64 @@ def test_broker_down_at_post_time_accepts_and_completes_once_it_returns(
 
     wait_until(completed, timeout=60, what="the swept prompt to complete")
     assert TaskRecord.objects.get(pk=accepted["task_id"]).sends == 1
+
+
+def test_worker_killed_with_sigkill_mid_task_loses_nothing_and_answers_once(worker, make_user, client_for, settings):
+    """100 slow prompts in flight, the worker killed: a new worker and the sweeper finish all of them."""
+    from celery import current_app as celery_app
+
+    from conftest import WorkerProcess
+    from jobs import queues
+    from prompts.models import PromptResponse
+    from users.models import Tier
+
+    user = make_user()
+    user.tier = Tier.objects.create(slug=f"wide-{uuid.uuid4().hex[:6]}", name="Wide", daily_request_limit=1000,
+                                    max_in_flight=100)  # fmt: skip
+    user.save(update_fields=["tier"])
+    client = client_for(user)
+    for queue in queues.PROMPT_QUEUES:  # only the worker we kill takes prompts
+        celery_app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True)
+    doomed = WorkerProcess(worker.env, worker.log_path)
+    doomed.start(name="doomed", concurrency=16, consume=queues.PROMPT_QUEUES)
+    replacement = WorkerProcess(worker.env, worker.log_path)
+    try:
+        tag = uuid.uuid4().hex[:8]
+        ids = [client.post("/api/v1/prompts/", {"prompt_text": f"#delay=1 kill {i} {tag}"}, format="json").json()["id"]
+               for i in range(100)]  # fmt: skip
+        wait_until(lambda: PromptRequest.objects.filter(pk__in=ids, status="IN_PROGRESS").count() >= 10,
+                   timeout=60, what="work in flight")  # fmt: skip
+        doomed.process.kill()  # SIGKILL: no warm shutdown, nothing acknowledged or given back
+        doomed.process.wait()
+        replacement.start(name="replacement", concurrency=16, consume=queues.PROMPT_QUEUES)
+        settings.JOBS_WORKER_HEARTBEAT_SECONDS = 1
+
+        def all_done() -> bool:
+            task_records_sweep()  # what beat runs every minute
+            return PromptRequest.objects.filter(pk__in=ids, status="COMPLETED").count() == 100
+
+        try:
+            wait_until(all_done, timeout=150, interval=1, what="all 100 prompts to complete")
+        except pytest.fail.Exception:
+            from django.db.models import Count
+
+            from jobs.models import TaskRecord
+
+            requests = PromptRequest.objects.filter(pk__in=ids).values("status").annotate(n=Count("id"))
+            records = TaskRecord.objects.filter(owner=user).exclude(state="SUCCESS")
+            from django.utils import timezone as tz
+
+            from jobs.events import events_redis
+            from jobs.heartbeat import heartbeat_key, worker_alive
+            from jobs.services import _orphaned
+
+            extra = [(r.worker, worker_alive(r.worker), events_redis().ttl(heartbeat_key(r.worker))) for r in records]
+            pytest.fail(f"requests: {list(requests)}; unfinished records: "
+                        f"{list(records.values('state', 'worker', 'sends', 'updated_at'))} {extra} "
+                        f"orphaned={_orphaned(tz.now())} now={tz.now()}")  # fmt: skip
+        assert PromptResponse.objects.filter(request_id__in=ids).count() == 100
+    finally:
+        doomed.stop()  # in case the test failed before killing it
+        replacement.stop()
+        for queue in queues.PROMPT_QUEUES:
+            celery_app.control.add_consumer(queue, destination=[worker.node_name], reply=True)

@@ -1,17 +1,19 @@
 """Doing the work of a request in the worker: one path for every kind, a runner per kind."""
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from ai import providers
-from jobs.services import task_progress_set
+from jobs.services import task_partial_text_publish, task_progress_set
 from prompts.models import PromptRequest, PromptResponse
 from prompts.services.query import query_cache_get, query_cache_key, query_cache_store
 from prompts.services.requests import prompt_event_emit, prompt_request_fail
@@ -106,7 +108,7 @@ def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequ
 
 def _run_chat(request: PromptRequest, task_id: str | None) -> Outcome:
     messages = [*_history(request), {"role": "user", "content": request.prompt_text}]
-    answer = providers.chat(messages, model=request.model)
+    answer = providers.chat(messages, model=request.model, on_text=_text_publisher(task_id))
     return Outcome(
         provider=answer.provider,
         model=answer.model,
@@ -115,6 +117,21 @@ def _run_chat(request: PromptRequest, task_id: str | None) -> Outcome:
         completion_tokens=answer.completion_tokens,
         duration_ms=answer.duration_ms,
     )
+
+
+def _text_publisher(task_id: str | None) -> Callable[[str], None] | None:
+    """Publishes the growing answer to the task's events at most every AI_STREAM_PUBLISH_SECONDS."""
+    if not task_id or not settings.AI_STREAM_CHAT:
+        return None
+    last = [0.0]
+
+    def publish(text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= settings.AI_STREAM_PUBLISH_SECONDS:
+            last[0] = now
+            task_partial_text_publish(task_id=task_id, text=text)
+
+    return publish
 
 
 def _history(request: PromptRequest) -> list[dict[str, str]]:

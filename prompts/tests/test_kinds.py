@@ -1,5 +1,6 @@
 """Translations, images with progress, conversations: the same request model, path and task API."""
 
+import itertools
 import json
 import time
 import uuid
@@ -8,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import wait_until
+from conftest import wait_task_final, wait_until
 from jobs.events import events_read
 from prompts.models import Conversation, PromptRequest, PromptResponse
 from prompts.services import conversations_archive
@@ -76,6 +77,7 @@ def test_image_generation_reports_progress_and_only_its_owner_can_fetch_it(worke
     body = accepted.json()
     done = wait_final(client, body["id"])
     assert done["status"] == "COMPLETED", done
+    wait_task_final(client, body["task_id"])
     events = [event for _, event in events_read(body["task_id"])]
     percents = [e["progress_percent"] for e in events if e.get("state") == "PROGRESS"]
     assert len(set(percents)) >= 2, events
@@ -156,3 +158,17 @@ def test_someone_elses_or_an_archived_conversation_cannot_be_continued(db, make_
     assert archived.status_code == 400
     assert Conversation.objects.get(pk=old.pk).archived_at is not None
     assert Conversation.objects.get(pk=mine.pk).archived_at is None
+
+
+def test_a_streamed_chat_answer_arrives_in_growing_pieces_and_is_stored_once(worker, make_user, client_for):
+    client = client_for(make_user())
+    text = f"stream this answer please {uuid.uuid4().hex}"
+    accepted = client.post("/api/v1/prompts/", {"prompt_text": text}, format="json").json()
+
+    done = wait_final(client, accepted["id"])
+
+    pieces = [event["partial_text"] for _, event in events_read(accepted["task_id"]) if "partial_text" in event]
+    assert len(pieces) >= 3, pieces
+    assert all(later.startswith(earlier) and len(later) > len(earlier) for earlier, later in itertools.pairwise(pieces))
+    assert pieces[-1] == done["response"]["text"] == f"echo: {text}"
+    assert PromptResponse.objects.filter(request_id=accepted["id"]).count() == 1

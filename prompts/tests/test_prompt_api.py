@@ -7,7 +7,7 @@ import pytest
 from celery import current_app as celery_app
 from rest_framework.test import APIClient
 
-from conftest import wait_until
+from conftest import wait_task_final, wait_until
 from jobs.models import TaskRecord
 from prompts.models import PromptRequest, PromptResponse
 
@@ -50,7 +50,7 @@ def test_posted_prompt_completes_through_a_real_worker_with_one_response(worker,
     assert PromptResponse.objects.filter(request_id=accepted["id"]).count() == 1
     assert openai_server.calls_for(text) == 1
 
-    task = client.get(f"/api/v1/tasks/{accepted['task_id']}/").json()
+    task = wait_task_final(client, accepted["task_id"])
     assert task["state"] == "SUCCESS"
     assert task["name"] == "prompts.process_prompt_request"
     assert task["queue"] == "prompts.low"  # the free tier's priority
@@ -99,7 +99,7 @@ def test_provider_failing_for_good_ends_failed_with_the_reason_stored(
     assert done["status"] == "FAILED"
     assert expected_error in done["error"]
     assert done["response"] is None
-    task = client.get(f"/api/v1/tasks/{accepted['task_id']}/").json()
+    task = wait_task_final(client, accepted["task_id"])
     assert task["state"] == "FAILURE"
     assert expected_error in task["error"]
 

@@ -2,7 +2,7 @@
 
 import uuid
 
-from conftest import wait_until
+from conftest import wait_task_final, wait_until
 from jobs.models import TaskRecord
 from sync.models import Document, DocumentChunk
 from sync.tests.helpers import make_pdf, wait_document
@@ -51,7 +51,7 @@ def test_uploaded_text_is_embedded_and_search_finds_the_right_chunk_first(
     assert done["embedded_at"] and done["embedding_model"] == "text-embedding-3-small"
     chunks = DocumentChunk.objects.filter(document_id=accepted["id"])
     assert {(c.embedding_model, c.embedding_dimensions) for c in chunks} == {("text-embedding-3-small", 1536)}
-    assert client.get(f"/api/v1/tasks/{accepted['task_id']}/").json()["state"] == "SUCCESS"
+    assert wait_task_final(client, accepted["task_id"])["state"] == "SUCCESS"
 
     results = search(client, "lava magma eruption volcano", top_k=2)["results"]
 
@@ -123,7 +123,7 @@ def test_a_failed_document_uploaded_again_is_embedded_again(worker, make_user, c
     failed = wait_document(client, first["id"])
     assert failed["status"] == "FAILED"
     assert "The provider answered HTTP 400: Forced status 400" in failed["error"]
-    assert client.get(f"/api/v1/tasks/{first['task_id']}/").json()["state"] == "FAILURE"
+    assert wait_task_final(client, first["task_id"])["state"] == "FAILURE"
 
     again = upload(client, "Refused", text, expect=202)
 
