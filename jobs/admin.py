@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from jobs.models import TaskRecord
+from jobs.models import FairLane, TaskRecord
 
 
 @admin.register(TaskRecord)
@@ -13,3 +13,15 @@ class TaskRecordAdmin(admin.ModelAdmin):
     search_fields = ["=id", "name", "owner__username", "target_id"]
     readonly_fields = [f.name for f in TaskRecord._meta.fields]
     date_hierarchy = "created_at"
+
+
+@admin.register(FairLane)
+class FairLaneAdmin(admin.ModelAdmin):
+    """Waiting and running fair-share work per user and queue."""
+
+    list_display = ["owner", "queue", "waiting", "in_flight", "cap", "weight", "pass_value", "updated_at"]
+    list_filter = ["queue"]
+    list_select_related = ["owner"]
+    search_fields = ["owner__username"]
+    ordering = ["-waiting"]
+    readonly_fields = [f.name for f in FairLane._meta.fields]

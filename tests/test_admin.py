@@ -6,7 +6,7 @@ from django.contrib import admin
 from jobs.models import TaskRecord
 from prompts.models import PromptRequest, PromptResponse
 
-OUR_APPS = {"users", "prompts", "jobs"}
+OUR_APPS = {"users", "prompts", "jobs", "sync", "notifications"}
 
 
 @pytest.fixture

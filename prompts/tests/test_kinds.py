@@ -172,3 +172,17 @@ def test_a_streamed_chat_answer_arrives_in_growing_pieces_and_is_stored_once(wor
     assert all(later.startswith(earlier) and len(later) > len(earlier) for earlier, later in itertools.pairwise(pieces))
     assert pieces[-1] == done["response"]["text"] == f"echo: {text}"
     assert PromptResponse.objects.filter(request_id=accepted["id"]).count() == 1
+
+
+def test_revoking_a_running_image_task_ends_the_request_cancelled(worker, make_user, client_for):
+    client = client_for(make_user())
+    accepted = client.post("/api/v1/images/", {"prompt": f"#delay=1.5 revoke {uuid.uuid4().hex}"}, format="json").json()
+    wait_until(lambda: PromptRequest.objects.get(pk=accepted["id"]).status == "IN_PROGRESS", what="it to start")
+
+    revoked = client.post(f"/api/v1/tasks/{accepted['task_id']}/revoke/")
+
+    assert revoked.status_code == 200 and revoked.json()["state"] == "REVOKED"
+    assert client.get(f"/api/v1/prompts/{accepted['id']}/").json()["status"] == "CANCELLED"
+    time.sleep(2.5)  # the provider answers meanwhile; nothing may be stored
+    assert PromptRequest.objects.get(pk=accepted["id"]).status == "CANCELLED"
+    assert not PromptResponse.objects.filter(request_id=accepted["id"]).exists()
