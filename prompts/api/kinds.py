@@ -31,6 +31,21 @@ def _accepted(request: Request, prompt: object) -> Response:
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]})
 
 
+class AcceptView(APIView):
+    """POST: validate with `input_serializer`, accept through `service`, answer 202."""
+
+    input_serializer: type[serializers.Serializer]
+
+    @staticmethod
+    def service(**fields: object) -> object:  # set by subclasses
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        incoming = self.input_serializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        return _accepted(request, type(self).service(user=request.user, **incoming.validated_data))
+
+
 class LanguageField(StrictCharField):
     """An ISO 639-1 code, in lower case."""
 
@@ -57,14 +72,15 @@ class TranslationCreateSerializer(serializers.Serializer):
         return value
 
 
-class TranslationView(APIView):
+class TranslationView(AcceptView):
     """Translate texts into several languages; the result maps each language to the texts, in order."""
 
-    @extend_schema(request=TranslationCreateSerializer, responses={202: PromptAcceptedSerializer})
-    def post(self, request: Request) -> Response:
-        incoming = TranslationCreateSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        return _accepted(request, translation_request_create(user=request.user, **incoming.validated_data))
+    input_serializer = TranslationCreateSerializer
+    service = staticmethod(translation_request_create)
+
+    post = extend_schema(request=TranslationCreateSerializer, responses={202: PromptAcceptedSerializer})(
+        AcceptView.post
+    )
 
 
 class QueryCreateSerializer(serializers.Serializer):
@@ -72,18 +88,19 @@ class QueryCreateSerializer(serializers.Serializer):
     top_k = serializers.IntegerField(required=False, min_value=1, max_value=50, help_text="How many excerpts to use.")
 
 
-class QueryView(APIView):
+class QueryView(AcceptView):
     """Ask a question answered from your own documents (retrieval + chat).
 
     The answer lists the chunks it used. The same question over unchanged documents is answered
     from the query cache. On success your `query.completed` webhooks are called.
     """
 
+    input_serializer = QueryCreateSerializer
+    service = staticmethod(query_request_create)
+
     @extend_schema(request=QueryCreateSerializer, responses={202: PromptAcceptedSerializer})
     def post(self, request: Request) -> Response:
-        incoming = QueryCreateSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        return _accepted(request, query_request_create(user=request.user, **incoming.validated_data))
+        return super().post(request)
 
 
 class ImageCreateSerializer(serializers.Serializer):
@@ -92,14 +109,15 @@ class ImageCreateSerializer(serializers.Serializer):
     steps = serializers.IntegerField(min_value=1, max_value=50, default=10, help_text="Progress steps.")
 
 
-class ImageView(APIView):
+class ImageView(AcceptView):
     """Generate an image; the request's detail and its task show progress, then the image URL."""
+
+    input_serializer = ImageCreateSerializer
+    service = staticmethod(image_request_create)
 
     @extend_schema(request=ImageCreateSerializer, responses={202: PromptAcceptedSerializer})
     def post(self, request: Request) -> Response:
-        incoming = ImageCreateSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        return _accepted(request, image_request_create(user=request.user, **incoming.validated_data))
+        return super().post(request)
 
 
 class ImageFileView(APIView):
