@@ -64,6 +64,14 @@ def wait_task_final(client: APIClient, task_id: str) -> dict:
     return wait_until(final, what=f"task {task_id} to finish")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_cache() -> None:
+    """Start from an empty cache: user ids restart with each test database, rate counters must too."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer().start()

@@ -253,11 +253,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttles.UserRate", "common.throttles.AnonRate"],
     "DEFAULT_PAGINATION_CLASS": "common.api.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# Rates kept in the shared cache (Redis), on top of the daily limits.
+API_USER_THROTTLE_RATE = env("API_USER_THROTTLE_RATE", default="3000/min")
+API_ANON_THROTTLE_RATE = env("API_ANON_THROTTLE_RATE", default="120/min")
+# Failed API-key authentications allowed per client address per minute, then 429.
+AUTH_FAILURES_PER_MINUTE = env.int("AUTH_FAILURES_PER_MINUTE", default=30)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "AI tasks API",

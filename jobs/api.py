@@ -160,6 +160,7 @@ class HealthView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes: list = []  # load balancers probe it often
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:

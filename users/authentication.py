@@ -1,5 +1,7 @@
 """API key authentication: `Authorization: Token <key>` or `X-API-Key: <key>`."""
 
+from django.conf import settings
+from django.core.cache import cache
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -26,6 +28,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 key_hash=api_key_hash(key), revoked_at__isnull=True
             )
         except ApiKey.DoesNotExist:
+            _count_failure(request)
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
         if not api_key.user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
@@ -35,3 +38,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) to unauthenticated requests.
         return self.keyword
+
+
+def _count_failure(request: Request) -> None:
+    """Count a failed key per client address in the shared cache; too many in a minute is a 429."""
+    key = f"auth-failures:{request.META.get('REMOTE_ADDR', '')}"
+    try:
+        cache.add(key, 0, timeout=60)
+        failures = cache.incr(key)
+    except Exception:  # the cache being down must not lock everyone out
+        return
+    if failures > settings.AUTH_FAILURES_PER_MINUTE:
+        raise exceptions.Throttled(wait=60, detail="Too many failed authentications from this address; wait a minute.")
