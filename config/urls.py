@@ -48,6 +48,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/operations/", admin.site.admin_view(operations_view), name="admin-operations"),
+    path("admin/dashboard/", include("jobs.admin_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
