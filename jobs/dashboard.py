@@ -1,7 +1,8 @@
 """The operators' dashboard: its numbers, each read with an indexed query, never a full scan.
 
 Task rates, durations and failures read finished records through the `(state, finished_at)`
-index, over a bounded window (24 h, 1 h); "right now" counts read the few unfinished records
+index, over a bounded window (rates: only the minutes not counted yet, see `task_rates`;
+durations and failures: the last hour); "right now" counts read the few unfinished records
 through `(state, updated_at)`; queues come from the broker, workers from their own heartbeat
 lines (`jobs/presence.py`), beat from its last tick. Domain apps add panels of their own
 (`dashboard_panel_register`, e.g. usage by tier) without jobs importing them.
@@ -9,10 +10,11 @@ lines (`jobs/presence.py`), beat from its last tick. Domain apps add panels of t
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Window
 from django.db.models.functions import Left, RowNumber
@@ -35,6 +37,8 @@ RECENT_HOURS = 1
 FAILURE_GROUPS = 20
 FAILURES_SHOWN_PER_GROUP = 5
 SLOWEST_SHOWN = 10
+RATES_CACHE_KEY = "jobs:dashboard:rates-per-minute"
+RATES_RECOUNT_MINUTES = 2
 ERROR_GROUP_CHARS = 300
 
 # name -> function returning {"title", "columns": [...], "rows": [[...], ...]}; added by apps.
@@ -47,30 +51,49 @@ def dashboard_panel_register(name: str, function: Callable[[], dict[str, Any]]) 
 
 
 def task_rates(*, hours: int = RATE_HOURS) -> dict[str, Any]:
-    """Tasks finished per minute over the last `hours`, by final state, oldest minute first."""
+    """Tasks finished per minute over the last `hours`, by final state, oldest minute first.
+
+    A minute that has passed does not change, so the counts are kept in the cache and each call
+    counts only the minutes since the previous one (plus RATES_RECOUNT_MINUTES before them, for
+    records committed a little after their finished_at): the first call reads the whole window
+    through the index, every refresh after it a few minutes' worth.
+    """
     minutes = hours * 60
-    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    start = end - timedelta(minutes=minutes)
-    series = {state: [0] * minutes for state in FINAL}
+    end_minute = int(timezone.now().timestamp() // 60) + 1  # exclusive: the current minute is included
+    start_minute = end_minute - minutes
+    kept = cache.get(RATES_CACHE_KEY) or {}
+    counts: dict[int, dict[str, int]] = {m: c for m, c in kept.get("counts", {}).items() if m >= start_minute}
+    recount_from = max(start_minute, kept.get("until", start_minute) - 1 - RATES_RECOUNT_MINUTES)
+    for minute in range(recount_from, end_minute):
+        counts.pop(minute, None)
+    for state, minute, count in _finished_per_minute(recount_from, end_minute):
+        counts.setdefault(minute, {})[state] = count
+    cache.set(RATES_CACHE_KEY, {"until": end_minute, "counts": counts}, timeout=(hours + 1) * 3600)
+    series = {state: [counts.get(start_minute + i, {}).get(state, 0) for i in range(minutes)] for state in FINAL}
+    return {
+        "start": start_minute * 60_000,
+        "minutes": minutes,
+        "series": series,
+        "totals": {state: sum(values) for state, values in series.items()},
+    }
+
+
+def _finished_per_minute(from_minute: int, to_minute: int) -> list[tuple[str, int, int]]:
+    """(state, epoch minute, count) of records finished in [from_minute, to_minute)."""
+    start = datetime.fromtimestamp(from_minute * 60, tz=UTC)
+    end = datetime.fromtimestamp(to_minute * 60, tz=UTC)
     with connection.cursor() as cursor:
         # An index-only range scan per final state over (state, finished_at).
         cursor.execute(
             """
-            SELECT state, floor(extract(epoch FROM finished_at - %s) / 60)::int AS minute, count(*)
+            SELECT state, floor(extract(epoch FROM finished_at) / 60)::bigint AS minute, count(*)
               FROM jobs_taskrecord
              WHERE state = ANY(%s) AND finished_at >= %s AND finished_at < %s
              GROUP BY 1, 2
             """,
-            [start, list(FINAL), start, end],
+            [list(FINAL), start, end],
         )
-        for state, minute, count in cursor.fetchall():
-            series[state][minute] = count
-    return {
-        "start": int(start.timestamp() * 1000),
-        "minutes": minutes,
-        "series": series,
-        "totals": {state: sum(counts) for state, counts in series.items()},
-    }
+        return cursor.fetchall()
 
 
 def task_counts_now() -> dict[str, int]:
@@ -151,9 +174,11 @@ def task_failures(*, hours: int = RECENT_HOURS) -> list[dict[str, Any]]:
     )
     newer = TaskRecord.objects.filter(
         target_type=OuterRef("target_type"), target_id=OuterRef("target_id"), created_at__gt=OuterRef("created_at")
-    ).exclude(target_type="")
+    )
+    # Only records that act on a row can have been retried (records without one share the empty
+    # target, so looking for a newer one of theirs would walk most of the table).
     retried = dict(
-        TaskRecord.objects.filter(pk__in=[record.pk for record in shown])
+        TaskRecord.objects.filter(pk__in=[record.pk for record in shown if record.target_type and record.target_id])
         .annotate(retried=Exists(newer))
         .values_list("pk", "retried")
     )
