@@ -99,7 +99,11 @@ def test_provider_failing_for_good_ends_failed_with_the_reason_stored(
     assert done["status"] == "FAILED"
     assert expected_error in done["error"]
     assert done["response"] is None
-    task = client.get(f"/api/v1/tasks/{accepted['task_id']}/").json()
+    # The request ends FAILED inside the task; the record's FAILURE follows when the task returns.
+    task = wait_until(
+        lambda: (t := client.get(f"/api/v1/tasks/{accepted['task_id']}/").json())["state"] != "STARTED" and t,
+        what="the task record's final state",
+    )
     assert task["state"] == "FAILURE"
     assert expected_error in task["error"]
 
