@@ -11,7 +11,7 @@ os.environ.setdefault("EMBEDDED_DIR", str(BASE_DIR / "var" / "bench"))
 os.environ.setdefault("EMBEDDED_DURABLE", "0")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-BENCHMARKS = ["bench.bench_users"]
+BENCHMARKS = ["bench.bench_users", "bench.bench_dashboard"]
 
 
 def main(selected: list[str]) -> None:

@@ -174,6 +174,10 @@ JOBS_INSPECT_TIMEOUT_SECONDS = env.float("JOBS_INSPECT_TIMEOUT_SECONDS", default
 # Finished task records are kept this long, then deleted by the cleanup job.
 JOBS_FAILED_KEEP_DAYS = env.int("JOBS_FAILED_KEEP_DAYS", default=30)
 JOBS_SUCCEEDED_KEEP_DAYS = env.int("JOBS_SUCCEEDED_KEEP_DAYS", default=7)
+# Task event streams (SSE): a comment this often keeps idle connections open through proxies;
+# a stream is closed after TASK_EVENTS_MAX_SECONDS and the client reconnects with its last id.
+TASK_EVENTS_KEEPALIVE_SECONDS = env.float("TASK_EVENTS_KEEPALIVE_SECONDS", default=15)
+TASK_EVENTS_MAX_SECONDS = env.float("TASK_EVENTS_MAX_SECONDS", default=600)
 # Cache keys without an expiry that nobody read for this long are removed every 6 hours.
 CACHE_MAX_IDLE_DAYS = env.int("CACHE_MAX_IDLE_DAYS", default=7)
 
@@ -274,6 +278,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The task event stream is an async Django view, not a DRF one; this hook describes it.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "jobs.streams.schema_add_task_events"],
     # Several models have `status`/event fields; name each enum (prompts keeps the name it had).
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "prompts.models.PromptRequest.Status",

@@ -15,6 +15,7 @@ from jobs.api import (
     TriggerView,
     WorkersView,
 )
+from jobs.streams import task_events_view
 from notifications import urls as notification_urls
 from prompts.api import ConversationViewSet, ImageFileView, ImageView, PromptViewSet, QueryView, TranslationView
 from sync.api import DocumentViewSet, FullSyncView
@@ -38,6 +39,7 @@ api_v1 = [
     path("tasks/trigger/<slug:job>/", TriggerView.as_view(), name="task-trigger"),
     path("tasks/<str:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<str:task_id>/revoke/", TaskRevokeView.as_view(), name="task-revoke"),
+    path("tasks/<str:task_id>/events/", task_events_view, name="task-events"),
     path("health/", HealthView.as_view(), name="health"),
     path("me/", MeView.as_view(), name="me"),
     path("me/usage/", MeUsageView.as_view(), name="me-usage"),
@@ -47,6 +49,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/operations/", admin.site.admin_view(operations_view), name="admin-operations"),
+    path("admin/dashboard/", include("jobs.admin_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -3,3 +3,7 @@
 
 class TaskFailed(Exception):
     """The work failed for a reason already stored by the domain; do not retry."""
+
+
+class RetryRefused(Exception):
+    """An app's retry handler declined to start the work again; the message says why."""

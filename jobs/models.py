@@ -55,6 +55,8 @@ class TaskRecord(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["state", "updated_at"]),
+            # The dashboard's rates, durations and failures: finished records over a time window.
+            models.Index(fields=["state", "finished_at"], name="jobs_state_finished_idx"),
             models.Index(fields=["target_type", "target_id"]),
             models.Index(
                 fields=["owner", "queue", "created_at"],

@@ -8,6 +8,7 @@ silent is found by `task_records_sweep` and sent again, so nothing accepted is s
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.events import event_publish
+from jobs.exceptions import RetryRefused
 from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repair
 from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
@@ -280,3 +282,38 @@ def _batched(iterable: Any, size: int) -> Any:
             chunk = []
     if chunk:
         yield chunk
+
+
+# target_type ("app_label.model") -> function(target_id=..., by=...) that starts the work again.
+TASK_RETRY_HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def task_retry_handler_register(target_type: str, function: Callable[..., Any]) -> None:
+    """Let an app retry its own work (its rules: statuses, quotas) when an operator asks."""
+    TASK_RETRY_HANDLERS[target_type] = function
+
+
+def task_retry_possible(record: TaskRecord) -> bool:
+    """Whether `task_retry` can start a failed record's work again."""
+    return record.state == State.FAILURE and (not record.target_type or record.target_type in TASK_RETRY_HANDLERS)
+
+
+def task_retry(*, record: TaskRecord, by: Any = None) -> Any:
+    """Start a failed task's work again: through its app's handler, or as the same task anew.
+
+    A record that acts on a row is retried by the row's app (e.g. a prompt request goes back to
+    PENDING with a new task); one without (a periodic job) is dispatched again with its arguments.
+    """
+    if not task_retry_possible(record):
+        raise ValueError(f"Task {record.id} ({record.name}, {record.state}) cannot be retried from here.")
+    if record.target_type:
+        newer = TaskRecord.objects.filter(
+            target_type=record.target_type, target_id=record.target_id, created_at__gt=record.created_at
+        ).first()
+        if newer is not None:
+            raise RetryRefused(f"This failure was already retried: task {newer.id} is {newer.state}.")
+        return TASK_RETRY_HANDLERS[record.target_type](target_id=record.target_id, by=by)
+    with transaction.atomic():
+        return task_dispatch(
+            name=record.name, queue=record.queue, args=record.args, kwargs=record.kwargs, owner=record.owner
+        )

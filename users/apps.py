@@ -6,8 +6,12 @@ class UsersConfig(AppConfig):
 
     def ready(self) -> None:
         from jobs import queues
+        from jobs.dashboard import dashboard_panel_register
         from jobs.schedules import PeriodicJob, periodic_job_register
         from users import schema  # noqa: F401  (registers the API key scheme with drf-spectacular)
+        from users.selectors import usage_by_tier_today
+
+        dashboard_panel_register("usage-by-tier", usage_by_tier_today)
 
         periodic_job_register(
             PeriodicJob(

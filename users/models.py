@@ -53,6 +53,11 @@ class User(AbstractUser):
     tokens_today = models.PositiveBigIntegerField(default=0)
     usage_date = models.DateField(null=True, blank=True)
 
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        # Today's usage by tier (the dashboard) reads only the users active today.
+        indexes = [models.Index(fields=["usage_date", "tier"], name="users_usage_date_tier_idx")]
+
 
 class ApiKey(models.Model):
     """An API key; only its SHA-256 is stored, the key itself is shown once."""

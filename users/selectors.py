@@ -3,7 +3,9 @@
 from datetime import timedelta
 from typing import Any
 
-from users.models import UsageDaily, User
+from django.db.models import Count, F, Q, Sum
+
+from users.models import Tier, UsageDaily, User
 from users.services import daily_reset_at, usage_day, user_tier
 
 
@@ -45,3 +47,38 @@ def usage_days(*, user: User, days: int) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def usage_by_tier_today() -> dict[str, Any]:
+    """Today's requests, tokens and users at their limit per tier, as a dashboard table.
+
+    Reads only today's active users, through the (usage_date, tier) index.
+    """
+    today = usage_day()
+    at_limit = Q(requests_today__gte=F("tier__daily_request_limit"))
+    numbers = {
+        row["tier_id"]: row
+        for row in User.objects.filter(usage_date=today)
+        .values("tier_id")
+        .annotate(users=Count("*"), requests=Sum("requests_today"), tokens=Sum("tokens_today"))
+        .annotate(at_limit=Count("id", filter=at_limit))
+        .order_by()
+    }
+    rows = []
+    for tier in Tier.objects.order_by("daily_request_limit", "slug"):
+        row = numbers.get(tier.pk, {})
+        rows.append(
+            [
+                tier.name,
+                tier.daily_request_limit,
+                row.get("users", 0),
+                row.get("requests") or 0,
+                row.get("tokens") or 0,
+                row.get("at_limit", 0),
+            ]
+        )
+    return {
+        "title": f"Usage today ({today.isoformat()}) by tier",
+        "columns": ["Tier", "Daily limit", "Active users", "Requests", "Tokens", "Users at their limit"],
+        "rows": rows,
+    }
