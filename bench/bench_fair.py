@@ -44,7 +44,7 @@ LONE_PROMPTS = int(os.environ.get("BENCH_FAIR_LONE", "15"))
 PROMPTS = int(os.environ.get("BENCH_FAIR_PROMPTS", "1000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 RELEASE_ROWS = (10_000, int(os.environ.get("BENCH_FAIR_ROWS", "1000000")))
-RELEASE_BATCH = 500
+RELEASE_BATCH = 300
 RELEASE_OWNERS = 100
 RELEASE_QUEUE = "bench.release"
 CAP = 2
@@ -175,9 +175,9 @@ def _throughput_rows(worker: Worker, users: list) -> list[dict]:
 
 
 def _release_cost() -> float:
-    """Seconds per released task, median of three batches of RELEASE_BATCH."""
+    """Seconds per released task, median of five batches of RELEASE_BATCH."""
     timings = []
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         released = fair_release(queue=RELEASE_QUEUE, most=RELEASE_BATCH)
         timings.append((time.perf_counter() - started) / max(1, released))
