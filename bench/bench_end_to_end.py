@@ -17,19 +17,18 @@ from django.conf import settings
 from bench import noop_app
 from bench.common import median_of, report
 from bench.data import (
+    bare_round,
     bench_tier,
     bench_users,
     consumption_started,
     last_request_id,
     prompts_clean,
-    queue_length,
     queue_purge,
     round_wait,
 )
 from bench.processes import Worker, child_env
 from config.celery import app as celery_app
 from jobs import queues
-from jobs.events import events_redis
 from prompts.services import prompt_request_create
 
 PROMPTS = int(os.environ.get("BENCH_PROMPTS", "10000"))
@@ -51,23 +50,6 @@ def _project_round(worker: Worker, users: list, size: int) -> tuple[float, float
     started = consumption_started(QUEUE, waiting=size)
     last = round_wait(owners=users, since_id=since, count=size, timeout=size / 5 + 60)
     return accepted, size / (last.timestamp() - started)
-
-
-def _baseline_round(worker: Worker, size: int) -> float:
-    """No-ops acknowledged per second: queued while paused, timed until the queue is drained."""
-    worker.pause(noop_app.NOOP_QUEUE)
-    with noop_app.app.producer_or_acquire() as producer:
-        for _ in range(size):
-            noop_app.app.send_task(noop_app.NOOP_TASK, queue=noop_app.NOOP_QUEUE, producer=producer)
-    redis = events_redis()
-    worker.resume(noop_app.NOOP_QUEUE)
-    started = consumption_started(noop_app.NOOP_QUEUE, waiting=size)
-    deadline = started + size / 5 + 60
-    while queue_length(noop_app.NOOP_QUEUE) or redis.hlen("unacked"):  # late acks: unacked until done
-        if time.time() > deadline:
-            raise RuntimeError("the no-op worker did not drain its queue")
-        time.sleep(0.005)
-    return size / (time.time() - started)
 
 
 def run() -> None:
@@ -92,7 +74,7 @@ def run() -> None:
             accepted.append(accept_rate)
             rates.append(rate)
             rss.append(project.rss_kib())
-            noop_rates.append(_baseline_round(baseline, size))
+            noop_rates.append(bare_round(baseline, size=size, task=noop_app.NOOP_TASK))
             prompts_clean(users)  # keeps the tables as small as at the start
     finally:
         project.stop()

@@ -6,7 +6,9 @@ prompts: threads pool, PROMPT_WORKER_CONCURRENCY (32) threads, the real `openai`
 are spread over enough users of the `free` tier's cap (2 in flight each) that the caps allow
 more than the worker's threads, so fair share holds nothing back that the worker could run.
 Each round queues its prompts with the consumer paused, then times from the first message the
-worker takes to the last prompt COMPLETED.
+worker takes to the last prompt COMPLETED. For reference, the same number of bare Celery tasks
+that only sleep 1 s run through the same pool and broker (bench/noop_app.py), alternating:
+what Celery's threads pool itself reaches, before any of the project's work.
 """
 
 import math
@@ -14,8 +16,10 @@ import os
 
 from django.conf import settings
 
+from bench import noop_app
 from bench.common import median_of, report
 from bench.data import (
+    bare_round,
     bench_tier,
     bench_users,
     consumption_started,
@@ -48,7 +52,16 @@ def run() -> None:
         AI_PROVIDER="openai", OPENAI_BASE_URL=provider.base_url, OPENAI_API_KEY="bench", AI_TIMEOUT_SECONDS="30"
     )
     worker = Worker(app=celery_app, queues=queues.PROMPT_QUEUES, concurrency=CONCURRENCY, env=worker_env, name="io")
-    rates = []
+    noop_app.app.conf.broker_url = settings.CELERY_BROKER_URL
+    bare = Worker(
+        app=noop_app.app,
+        app_module="bench.noop_app",
+        queues=(noop_app.NOOP_QUEUE,),
+        concurrency=CONCURRENCY,
+        env=child_env(BENCH_BROKER_URL=settings.CELERY_BROKER_URL),
+        name="io-bare",
+    )
+    rates, bare_rates = [], []
     try:
         for _ in range(RUNS):
             worker.pause(QUEUE)
@@ -61,11 +74,13 @@ def run() -> None:
             last = round_wait(owners=users, since_id=since, count=PROMPTS, timeout=PROMPTS * LATENCY + 120)
             rates.append(PROMPTS / (last.timestamp() - started))
             prompts_clean(users)
+            bare_rates.append(bare_round(bare, size=PROMPTS, task=noop_app.SLEEP_TASK, args=(LATENCY,)))
     finally:
         worker.stop()
+        bare.stop()
         provider.stop()
         prompts_clean(users)
-        queue_purge(*queues.PROMPT_QUEUES)
+        queue_purge(*queues.PROMPT_QUEUES, noop_app.NOOP_QUEUE)
     ideal = CONCURRENCY / LATENCY
     ratio = median_of(rates) / ideal
     report(
@@ -80,6 +95,13 @@ def run() -> None:
                 "ratio": ratio,
                 "target": ">= 0.80",
                 "ok": ratio >= 0.8,
-            }
+            },
+            {
+                "figure": f"the same with bare Celery tasks that sleep {LATENCY:g} s (same pool and broker), vs ideal",
+                "unit": " tasks/s",
+                "project": median_of(bare_rates),
+                "baseline": ideal,
+                "ratio": median_of(bare_rates) / ideal,
+            },
         ],
     )

@@ -12,6 +12,7 @@ from datetime import datetime
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from bench.processes import Worker
 from jobs.events import events_redis, stream_key
 from jobs.models import FairLane, TaskRecord
 from prompts.models import PromptRequest
@@ -125,3 +126,22 @@ def consumption_started(queue: str, *, waiting: int, timeout: float = 30) -> flo
             raise RuntimeError(f"no message left {queue} within {timeout:.0f} s")
         time.sleep(0.002)
     return time.time()
+
+
+def bare_round(worker: Worker, *, size: int, task: str, args: tuple = ()) -> float:
+    """Tasks of the bare app acknowledged per second: queued while paused, timed until drained."""
+    from bench import noop_app
+
+    worker.pause(noop_app.NOOP_QUEUE)
+    with noop_app.app.producer_or_acquire() as producer:
+        for _ in range(size):
+            noop_app.app.send_task(task, args=args, queue=noop_app.NOOP_QUEUE, producer=producer)
+    redis = events_redis()
+    worker.resume(noop_app.NOOP_QUEUE)
+    started = consumption_started(noop_app.NOOP_QUEUE, waiting=size)
+    deadline = started + size / 5 + 120
+    while queue_length(noop_app.NOOP_QUEUE) or redis.hlen("unacked"):  # late acks: unacked until done
+        if time.time() > deadline:
+            raise RuntimeError("the bare worker did not drain its queue")
+        time.sleep(0.005)
+    return size / (time.time() - started)

@@ -1,4 +1,4 @@
-"""The floor for task rates: a bare Celery app with one no-op task, on the project's broker.
+"""The floor for task rates: a bare Celery app with a no-op task (and a sleeping one), on the project's broker.
 
 Same broker, same delivery settings (late acks, prefetch 1, the Redis transport options) and
 the same pool as the project's prompt worker; no Django, no result backend, no events, no
@@ -6,10 +6,12 @@ task record. Run as `celery -A bench.noop_app worker -P threads ...` with BENCH_
 """
 
 import os
+import time
 
 from celery import Celery
 
 NOOP_TASK = "bench.noop"
+SLEEP_TASK = "bench.sleep"
 NOOP_QUEUE = "bench.noop"
 
 app = Celery("bench_noop", broker=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
@@ -28,3 +30,9 @@ app.conf.update(
 @app.task(name=NOOP_TASK)
 def noop() -> None:
     """Nothing: what remains is Celery's own cost per task."""
+
+
+@app.task(name=SLEEP_TASK)
+def sleep(seconds: float) -> None:
+    """Wait like a provider call does, and nothing else."""
+    time.sleep(seconds)
