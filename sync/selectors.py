@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
-from pgvector import Vector
+from django.db.models import F, QuerySet
+from pgvector.django import CosineDistance
 
 from ai import providers
 from sync.models import Document, DocumentChunk
@@ -35,23 +35,6 @@ def search_top_k(top_k: int | None) -> int:
     return max(1, min(top_k or settings.DOCUMENT_SEARCH_DEFAULT_TOP_K, settings.DOCUMENT_SEARCH_MAX_TOP_K))
 
 
-# Written out rather than built with the ORM: this runs for every search and question, and
-# compiling the equivalent queryset (a join, an annotation, values) took as long as the HNSW
-# search itself (bench/bench_search.py). The vector goes in once, as text, cast to `vector`.
-_SEARCH_SQL = f"""
-    SELECT chunk.id, chunk.document_id, document.title, chunk.index, chunk.text,
-           chunk.embedding <=> %(query)s::vector AS distance
-      FROM {DocumentChunk._meta.db_table} AS chunk
-      JOIN {Document._meta.db_table} AS document ON document.id = chunk.document_id
-     WHERE chunk.owner_id = %(owner)s
-       AND chunk.embedding_model = %(model)s
-       AND chunk.generation = document.generation
-       AND document.status <> %(deleting)s
-     ORDER BY distance
-     LIMIT %(top_k)s
-"""
-
-
 def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
     """The `top_k` chunks of `user`'s own documents nearest to `query`, best first.
 
@@ -63,20 +46,27 @@ def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
     if not query:
         return []
     embedded = providers.embed([query])
-    params = {
-        "query": Vector(embedded.vectors[0]).to_text(),
-        "owner": user.pk,
-        "model": embedded.model,
-        "deleting": Document.Status.DELETING,
-        "top_k": search_top_k(top_k),
-    }
-    with transaction.atomic(), connection.cursor() as cursor:
-        # pgvector 0.8: keep walking the HNSW graph until enough rows pass the owner filter.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-        cursor.execute(_SEARCH_SQL, params)
-        rows = cursor.fetchall()
+    distance = CosineDistance("embedding", embedded.vectors[0])
+    chunks = (
+        DocumentChunk.objects.filter(owner=user, embedding_model=embedded.model, generation=F("document__generation"))
+        .exclude(document__status=Document.Status.DELETING)
+        .annotate(distance=distance)
+        .order_by("distance")
+        .values("pk", "document_id", "document__title", "index", "text", "distance")[: search_top_k(top_k)]
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # pgvector 0.8: keep walking the HNSW graph until enough rows pass the owner filter.
+            cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        rows = list(chunks)
     return [
-        ChunkHit(document_id=document_id, document_title=title, chunk_id=chunk_id, index=index, text=text,
-                 score=round(1.0 - distance, 6))
-        for chunk_id, document_id, title, index, text, distance in rows
-    ]  # fmt: skip
+        ChunkHit(
+            document_id=row["document_id"],
+            document_title=row["document__title"],
+            chunk_id=row["pk"],
+            index=row["index"],
+            text=row["text"],
+            score=round(1.0 - row["distance"], 6),
+        )
+        for row in rows
+    ]
