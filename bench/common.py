@@ -1,6 +1,7 @@
 """Shared helpers for benchmarks: timing, medians, printing and saving results."""
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -24,7 +25,7 @@ def median_of(runs: list[float]) -> float:
 
 def report(name: str, rows: list[dict[str, Any]]) -> None:
     """Print rows as `figure: project vs baseline (ratio, target)` and save them as JSON."""
-    print(f"\n== {name} ==")
+    print(f"\n== {name} == (load average {_load_average()[0]:.1f} on {_cpus()} cores)")
     for row in rows:
         ratio = row.get("ratio")
         verdict = ""
@@ -39,11 +40,21 @@ def report(name: str, rows: list[dict[str, Any]]) -> None:
             print(f"  {row['figure']}: {row['project']:.3f}{row['unit']} (target {row.get('target', '-')}){verdict}")
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    payload = {"name": name, "when": stamp, "machine": platform.platform(), "cpus": _cpus(), "rows": rows}
+    payload = {
+        "name": name,
+        "when": stamp,
+        "machine": platform.platform(),
+        "cpus": _cpus(),
+        "load_average": _load_average(),
+        "rows": rows,
+    }
     (RESULTS_DIR / f"{name}-{stamp}.json").write_text(json.dumps(payload, indent=2, default=str))
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
+
+
+def _load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load: other work on it makes every absolute figure slower."""
+    return [round(value, 2) for value in os.getloadavg()]

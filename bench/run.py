@@ -10,8 +10,18 @@ sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("EMBEDDED_DIR", str(BASE_DIR / "var" / "bench"))
 os.environ.setdefault("EMBEDDED_DURABLE", "0")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("AI_PROVIDER", "offline")  # the bench process never calls a paid provider
 
-BENCHMARKS = ["bench.bench_users", "bench.bench_dashboard"]
+BENCHMARKS = [
+    "bench.bench_users",
+    "bench.bench_accept",
+    "bench.bench_end_to_end",
+    "bench.bench_io",
+    "bench.bench_search",
+    "bench.bench_beat",
+    "bench.bench_fair",
+    "bench.bench_dashboard",
+]
 
 
 def main(selected: list[str]) -> None:

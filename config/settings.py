@@ -289,6 +289,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Benchmarks: mount bench/baseline_urls.py (a bare view bench_accept compares the API with).
+BENCH_BASELINE_VIEWS = env.bool("BENCH_BASELINE_VIEWS", default=False)
+
 # Logging ------------------------------------------------------------------------------------
 
 LOGGING = {

@@ -1,5 +1,6 @@
 """URLs: the admin, the v1 API, its schema and docs."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -57,3 +58,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api-auth/", include("rest_framework.urls")),
 ]
+if settings.BENCH_BASELINE_VIEWS:  # bench_accept's floor view (bench/baseline_urls.py), never in a deployment
+    urlpatterns.append(path("bench/", include("bench.baseline_urls")))
