@@ -5,9 +5,9 @@ In-process: `jobs.beat.LockedDatabaseScheduler` against django-celery-beat's sto
 per tick when all 1,000 are due (one tick sends one task), and per tick when none is due.
 
 Real processes: two `celery beat` processes with the project's scheduler and `--max-interval=1`
-run at once for a few seconds over 1,000 tasks due every second, then one stock beat alone
-(twice each, alternating); "Sending due task" lines are counted per task, up to the moment
-the beats are stopped. Each task should go out once a second, by one
+run at once over 1,000 tasks due every second, then one stock beat alone (twice each,
+alternating); once all beats are up, "Sending due task" lines are counted per task for a few
+seconds, up to the moment the beats are stopped. Each task should go out once a second, by one
 beat only: a send of a task less than half a second after its previous one is a duplicate.
 Two stock beats together show that the count does catch duplicates. The project's own periodic
 jobs are disabled meanwhile and restored afterwards; sent messages go to a queue nobody reads.
@@ -26,7 +26,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from bench.common import median_of, report
 from bench.data import queue_purge
-from bench.processes import PYTHON, Child, child_env, log_dir
+from bench.processes import PYTHON, Child, child_env, log_dir, wait_until
 from config.celery import app as celery_app
 from jobs.beat import LockedDatabaseScheduler
 
@@ -101,8 +101,8 @@ def _idle_tick(kind: type, calls: int = 200) -> float:
     return elapsed / calls
 
 
-def _beats(scheduler_path: str, count: int, name: str) -> dict[str, list[datetime]]:
-    """Run `count` beats at once for SECONDS; every task's send times, from all their logs."""
+def _beats(scheduler_path: str, count: int, name: str) -> dict:
+    """Run `count` beats at once; every task's send times over SECONDS once all of them are up."""
     PeriodicTask.objects.filter(name__startswith=PREFIX).update(last_run_at=timezone.now())
     PeriodicTasks.update_changed()
     beats = []
@@ -113,6 +113,9 @@ def _beats(scheduler_path: str, count: int, name: str) -> dict[str, list[datetim
         command += ["--loglevel=INFO", f"--pidfile={pidfile}"]
         beats.append(Child(command, env=child_env(LOG_LEVEL="INFO"), log_name=f"{name}-{number}.log"))
     try:
+        # Up means: every beat has started its service, and one of them has sent a task already.
+        wait_until(lambda: _all_up(beats), timeout=180, interval=0.2, what=f"{count} beats to start")
+        started_at = datetime.now()
         time.sleep(SECONDS)
         for beat in beats:
             beat.check_alive()
@@ -126,30 +129,39 @@ def _beats(scheduler_path: str, count: int, name: str) -> dict[str, list[datetim
     sends: dict[str, list[datetime]] = defaultdict(list)
     senders = 0
     for beat in beats:
-        lines = beat.log_path.read_text(errors="replace").splitlines()
-        found = [match for line in lines if (match := SENDING.match(line)) and match[2].startswith(PREFIX)]
-        senders += any(datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f") < stopped_at for match in found)
-        for match in found:
-            when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")  # beat logs local time
-            if when < stopped_at:
-                sends[match[2]].append(when)
-    return {"sends": sends, "senders": senders}
+        found = [
+            (when, task)
+            for when, task in _sends(beat)
+            if task.startswith(PREFIX) and started_at <= when < stopped_at  # beat logs local time
+        ]
+        senders += bool(found)
+        for when, task in found:
+            sends[task].append(when)
+    return {"sends": sends, "senders": senders, "seconds": (stopped_at - started_at).total_seconds()}
+
+
+def _sends(beat: Child) -> list[tuple[datetime, str]]:
+    lines = beat.log_path.read_text(errors="replace").splitlines()
+    matches = [match for line in lines if (match := SENDING.match(line))]
+    return [(datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"), match[2]) for match in matches]
+
+
+def _all_up(beats: list[Child]) -> bool:
+    for beat in beats:
+        beat.check_alive()
+    started = all("beat: Starting..." in beat.log_path.read_text(errors="replace") for beat in beats)
+    return started and any(_sends(beat) for beat in beats)
 
 
 def _send_figures(outcome: dict) -> tuple[float, int]:
-    """(sends per task per second over the busy window, duplicates: sends < 0.5 s after the previous)."""
+    """(sends per task per second over the window, duplicates: sends < 0.5 s after the previous)."""
     sends = outcome["sends"]
-    if not sends:
-        return 0.0, 0
-    first = min(times[0] for times in sends.values())
-    last = max(times[-1] for times in sends.values())
-    window = max((last - first).total_seconds(), 1.0)
     duplicates = 0
     for times in sends.values():
         times.sort()
         duplicates += sum((b - a).total_seconds() < 0.5 for a, b in itertools.pairwise(times))
     total = sum(len(times) for times in sends.values())
-    return total / TASKS / window, duplicates
+    return total / TASKS / outcome["seconds"], duplicates
 
 
 def run() -> None:
