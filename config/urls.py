@@ -60,3 +60,9 @@ urlpatterns = [
 ]
 if settings.BENCH_BASELINE_VIEWS:  # bench_accept's floor view (bench/baseline_urls.py), never in a deployment
     urlpatterns.append(path("bench/", include("bench.baseline_urls")))
+
+# Errors raised before a view runs (no route matches, a bad Host) are JSON under /api/ too.
+handler400 = "common.views.bad_request"
+handler403 = "common.views.permission_denied"
+handler404 = "common.views.page_not_found"
+handler500 = "common.views.server_error"

@@ -23,8 +23,8 @@ class TaskRecordSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     position = serializers.SerializerMethodField()
     created = serializers.DateTimeField(source="created_at")
-    started = serializers.DateTimeField(source="started_at")
-    finished = serializers.DateTimeField(source="finished_at")
+    started = serializers.DateTimeField(source="started_at", allow_null=True)
+    finished = serializers.DateTimeField(source="finished_at", allow_null=True)
 
     class Meta:
         model = TaskRecord

@@ -151,6 +151,31 @@ def _unauthorized(detail: str) -> JsonResponse:
     return response
 
 
+# One event of the stream (OpenAPI before 3.2 describes each event with `schema`): its `data` is JSON.
+EVENT_DATA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "state": {"type": "string"},
+        "progress_percent": {"type": "integer", "nullable": True},
+        "progress_message": {"type": "string"},
+        "partial_text": {"type": "string"},
+        "error": {"type": "string"},
+        "result": {},
+        "final": {"type": "boolean"},
+    },
+}
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The Redis stream entry id; send it back as Last-Event-ID."},
+        "event": {"type": "string"},
+        "retry": {"type": "integer"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": EVENT_DATA_SCHEMA},
+    },
+    "required": ["data"],
+}
+
+
 def schema_add_task_events(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: describe the event stream, which is no DRF view."""
     detail = result.get("paths", {}).get("/api/v1/tasks/{task_id}/", {}).get("get", {})
@@ -193,7 +218,7 @@ def schema_add_task_events(result: dict[str, Any], generator: Any, request: Any,
         "responses": {
             "200": {
                 "description": "The event stream.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}, "example": example}},
+                "content": {"text/event-stream": {"schema": EVENT_SCHEMA, "example": example}},
             },
             "401": {"description": "No or invalid credentials."},
             "404": {"description": "No such task, or not yours."},

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +42,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def web_server(worker_process: WorkerProcess) -> Iterator[str]:
-    """The base URL of a uvicorn process serving config.asgi on the test database."""
+@contextmanager
+def uvicorn_server(env: dict[str, str], log_name: str) -> Iterator[str]:
+    """Run `make run`'s web command on a free port with `env`; yield its base URL, then stop it."""
     port = free_port()
-    env = {
-        **worker_process.env,
-        "DEBUG": "1",  # static files from the apps (WhiteNoise finders), plain http
-        "TASK_EVENTS_KEEPALIVE_SECONDS": str(TEST_KEEPALIVE_SECONDS),
-        "TASK_EVENTS_MAX_SECONDS": str(TEST_STREAM_MAX_SECONDS),
-    }
     command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--lifespan", "off", "--log-level", "warning"]
-    log_path = Path(settings.EMBEDDED_DIR) / "logs" / "web.log"
+    log_path = Path(settings.EMBEDDED_DIR) / "logs" / log_name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
@@ -63,14 +59,29 @@ def web_server(worker_process: WorkerProcess) -> Iterator[str]:
             pytest.fail(f"uvicorn exited with {process.returncode}; see {log_path}")
         return _answers(f"{base_url}/admin/login/")
 
-    wait_until(ready, timeout=60, interval=0.2, what="uvicorn to answer")
-    yield base_url
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        wait_until(ready, timeout=60, interval=0.2, what="uvicorn to answer")
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def web_server(worker_process: WorkerProcess) -> Iterator[str]:
+    """The base URL of a uvicorn process serving config.asgi on the test database."""
+    env = {
+        **worker_process.env,
+        "DEBUG": "1",  # static files from the apps (WhiteNoise finders), plain http
+        "TASK_EVENTS_KEEPALIVE_SECONDS": str(TEST_KEEPALIVE_SECONDS),
+        "TASK_EVENTS_MAX_SECONDS": str(TEST_STREAM_MAX_SECONDS),
+    }
+    with uvicorn_server(env, "web.log") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")
