@@ -8,7 +8,7 @@ from django.db.models import Count, F, Max, QuerySet, Sum
 from pgvector.django import CosineDistance
 
 from ai import providers
-from sync.models import Document, DocumentChunk
+from sync.models import Document, DocumentBatch, DocumentChunk
 from users.models import User
 
 
@@ -16,6 +16,11 @@ def document_list(*, user: User) -> QuerySet[Document]:
     """The documents `user` may see: their own, or all for staff (without their full text)."""
     queryset = Document.objects.defer("text")
     return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def document_batch_list(*, user: User) -> QuerySet[DocumentBatch]:
+    """The batches `user` may filter by: their own, or all for staff."""
+    return DocumentBatch.objects.all() if user.is_staff else DocumentBatch.objects.filter(owner=user)
 
 
 @dataclass(frozen=True)

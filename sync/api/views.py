@@ -3,6 +3,7 @@
 from dataclasses import asdict
 from typing import Any
 
+import django_filters
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import QuerySet
@@ -33,8 +34,8 @@ from sync.api.serializers import (
     accepted_body,
 )
 from sync.exceptions import DocumentRejected, DocumentTooLarge
-from sync.models import Document
-from sync.selectors import chunk_search, document_list, search_top_k
+from sync.models import Document, DocumentBatch
+from sync.selectors import chunk_search, document_batch_list, document_list, search_top_k
 from sync.services.documents import (
     DocumentAccepted,
     DocumentText,
@@ -114,12 +115,25 @@ def _accepted_response(request: Request, accepted: DocumentAccepted) -> Response
     return Response(body, status=code, headers={"Location": body["status_url"]})
 
 
+def _visible_batches(request: Request | None) -> Any:
+    # Another user's batch id is refused exactly like one that does not exist (no existence oracle).
+    return document_batch_list(user=request.user) if request is not None else DocumentBatch.objects.none()
+
+
+class DocumentFilter(django_filters.FilterSet):
+    batch = django_filters.ModelChoiceFilter(queryset=_visible_batches, help_text="A group id from a batch upload.")
+
+    class Meta:
+        model = Document
+        fields = ["status", "batch"]
+
+
 class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Your documents: upload text or files, follow their embedding, search them, delete them."""
 
     serializer_class = DocumentSerializer
     parser_classes = [JSONParser, MultiPartParser]
-    filterset_fields = ["status", "batch"]
+    filterset_class = DocumentFilter
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self) -> QuerySet[Document]:
