@@ -16,4 +16,4 @@ USER app
 
 EXPOSE 8000
 # The ASGI server holds many open event streams in one process; add --workers for more cores.
-CMD ["sh", "-c", "python -m uvicorn config.asgi:application --host 0.0.0.0 --port ${PORT} --lifespan off --proxy-headers"]
+CMD ["sh", "-c", "python -m uvicorn config.asgi:application --host 0.0.0.0 --port ${PORT} --lifespan off --proxy-headers --no-access-log"]

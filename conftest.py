@@ -143,6 +143,7 @@ def worker_process(
         "JOBS_WORKER_HEARTBEAT_SECONDS": "1",  # a killed worker is noticed within seconds
         "AI_STREAM_PUBLISH_SECONDS": "0",  # every streamed piece reaches the events
         "CACHE_MAX_IDLE_DAYS": "0",  # lets the cache cleanup test see a 1-second-old key as stale
+        "LOG_FORMAT": "json",  # as in production; tests/test_logs.py reads the lines
         **WORKER_NOTIFICATION_SETTINGS,
     }
     celery_app.control.purge()  # nothing left over from an earlier run

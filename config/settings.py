@@ -4,6 +4,7 @@ from pathlib import Path
 
 import environ
 
+from common.logs import logging_config
 from jobs import queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "common.middleware.RequestIdMiddleware",  # first: every line of the request carries its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -294,10 +296,9 @@ BENCH_BASELINE_VIEWS = env.bool("BENCH_BASELINE_VIEWS", default=False)
 
 # Logging ------------------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
+# One JSON object per line in production (LOG_FORMAT=json, the default when DEBUG is off),
+# readable text under `make run`; every line carries request_id, and in workers task_id and
+# task_name (common/logs.py). Celery workers use this too (config/celery.py).
+LOG_FORMAT = env("LOG_FORMAT", default="text" if DEBUG else "json")
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)

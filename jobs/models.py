@@ -43,6 +43,9 @@ class TaskRecord(models.Model):
         default=False, help_text="Held back per owner (in-flight cap) and released round robin between owners."
     )
     worker = models.CharField(max_length=255, blank=True)
+    request_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="The API request that started it; sent with every send."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)

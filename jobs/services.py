@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.logs import request_id_get
 from jobs.events import event_publish
 from jobs.exceptions import RetryRefused
 from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repair
@@ -28,6 +29,9 @@ from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
+
+# The message header that carries the request id to the worker (jobs/worker_signals.py binds it).
+TASK_REQUEST_ID_HEADER = "request_id"
 
 # Publishing to a broker that is down must fail fast: the sweeper sends the record later.
 SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
@@ -60,6 +64,7 @@ def task_dispatch(
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         fair_share=fair,
+        request_id=request_id_get(),  # travels with the message, however late it is sent
     )
     if fair:
         lane_enqueue(owner_id=owner.pk, queue=queue, cap=max_in_flight, weight=weight)
@@ -81,6 +86,7 @@ def task_record_send(*, record_id: uuid.UUID) -> bool:
             kwargs=record.kwargs,
             task_id=str(record.id),
             queue=record.queue,
+            headers={TASK_REQUEST_ID_HEADER: record.request_id} if record.request_id else None,
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )

@@ -6,8 +6,9 @@ from typing import Any
 from celery import signals
 from django.utils import timezone
 
+from common.logs import log_context_bind, request_id_get
 from jobs.models import TaskRecord
-from jobs.services import task_record_update
+from jobs.services import TASK_REQUEST_ID_HEADER, task_record_update
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
@@ -27,8 +28,23 @@ def _on_received(request: Any = None, **_: Any) -> None:
         TaskRecord.objects.filter(pk=request.id, state__in=TaskRecord.UNSENT_STATES).update(worker=request.hostname)
 
 
+def _request_id_of(task: Any) -> str:
+    request = task.request
+    value = getattr(request, TASK_REQUEST_ID_HEADER, None) or (request.headers or {}).get(TASK_REQUEST_ID_HEADER)
+    return value if isinstance(value, str) else ""
+
+
+@signals.before_task_publish.connect
+def _carry_request_id(headers: dict | None = None, **_: Any) -> None:
+    """Messages sent outside the dispatch path (a retry, a task sent from a task) keep the request id."""
+    if headers is not None and not headers.get(TASK_REQUEST_ID_HEADER) and request_id_get():
+        headers[TASK_REQUEST_ID_HEADER] = request_id_get()
+
+
 @signals.task_prerun.connect
 def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    # First, so every line the task logs (and what it dispatches) carries its ids.
+    log_context_bind(request_id=_request_id_of(task), task_id=task_id, task_name=task.name)
     now = timezone.now()
     worker = task.request.hostname or ""
     if task_record_update(task_id=task_id, state=State.STARTED, started_at=now, worker=worker):
@@ -66,6 +82,7 @@ def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_:
         )
     elif state == "FAILURE":
         task_record_update(task_id=task_id, state=State.FAILURE, error=_error_text(retval), finished_at=now)
+    log_context_bind()  # the pool thread's next task starts clean
 
 
 @signals.task_revoked.connect

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from common.logs import REQUEST_ID_HEADER, request_id_get
 from jobs import queues
 from jobs.services import task_dispatch
 from notifications import outbound, task_names
@@ -87,7 +88,7 @@ def delivery_body(delivery: Delivery) -> bytes:
 
 
 def delivery_headers(delivery: Delivery, *, body: bytes, timestamp: int) -> dict[str, str]:
-    return {
+    headers = {
         "Content-Type": "application/json",
         "X-Webhook-Id": str(delivery.event_id),
         "X-Webhook-Event": delivery.event,
@@ -95,6 +96,9 @@ def delivery_headers(delivery: Delivery, *, body: bytes, timestamp: int) -> dict
         "X-Webhook-Attempt": str(delivery.attempts),
         "X-Signature": webhook_sign(secret=delivery.endpoint.secret, timestamp=timestamp, body=body),
     }
+    if request_id_get():  # the API request that led to this event, to follow it across systems
+        headers[REQUEST_ID_HEADER] = request_id_get()
+    return headers
 
 
 def retry_delay_cap() -> float:
@@ -201,6 +205,14 @@ def webhook_delivery_attempt(*, delivery_id: int) -> Outcome:
         delivery.attempts += 1
         result = _send(delivery)
         delivery.status_code = result.status_code
+        logger.info(
+            "webhook delivery %s (%s) attempt %s to endpoint %s: %s",
+            delivery.pk,
+            delivery.event,
+            delivery.attempts,
+            delivery.endpoint_id,
+            f"HTTP {result.status_code}" if result.status_code else result.error,
+        )
         if result.delivered:
             delivery.delivered_at = timezone.now()
             _finish(delivery, State.DELIVERED, error="")
