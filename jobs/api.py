@@ -1,6 +1,9 @@
 """Task status and health endpoints."""
 
+from datetime import UTC, datetime
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -51,11 +54,23 @@ class TaskRecordSerializer(serializers.ModelSerializer):
         return {"percent": obj.progress_percent, "message": obj.progress_message}
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 time, compared in UTC: PostgreSQL refuses offsets beyond 15:59 that Python reads."""
+
+    def filter(self, qs: QuerySet, value: datetime | None) -> QuerySet:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:  # e.g. 0001-01-01T00:00+17:00 is before year 1 in UTC
+                raise ValidationError({self.field_name: "This time is out of range."}) from None
+        return super().filter(qs, value)
+
+
 class TaskRecordFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=TaskRecord.State.choices)
     name = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = TaskRecord

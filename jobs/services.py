@@ -86,7 +86,7 @@ def task_record_send(*, record_id: uuid.UUID) -> bool:
             kwargs=record.kwargs,
             task_id=str(record.id),
             queue=record.queue,
-            headers={TASK_REQUEST_ID_HEADER: record.request_id} if record.request_id else None,
+            headers={TASK_REQUEST_ID_HEADER: record.request_id},  # "" too: never another request's
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )

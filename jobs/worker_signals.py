@@ -37,7 +37,7 @@ def _request_id_of(task: Any) -> str:
 @signals.before_task_publish.connect
 def _carry_request_id(headers: dict | None = None, **_: Any) -> None:
     """Messages sent outside the dispatch path (a retry, a task sent from a task) keep the request id."""
-    if headers is not None and not headers.get(TASK_REQUEST_ID_HEADER) and request_id_get():
+    if headers is not None and TASK_REQUEST_ID_HEADER not in headers and request_id_get():
         headers[TASK_REQUEST_ID_HEADER] = request_id_get()
 
 

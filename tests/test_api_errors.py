@@ -41,3 +41,13 @@ def test_the_schema_describes_each_task_event_as_an_object_whose_data_is_json(db
     assert event["schema"]["type"] == "object"
     assert event["schema"]["properties"]["data"]["contentMediaType"] == "application/json"
     assert "state" in event["schema"]["properties"]["data"]["contentSchema"]["properties"]
+
+
+def test_a_task_time_filter_with_an_offset_postgresql_refuses_is_compared_in_utc(db, make_user, client_for):
+    client = client_for(make_user())
+
+    far_offset = client.get("/api/v1/tasks/", {"created_after": "0894-06-18T06:33:42.867284+17:32"})
+    before_year_one = client.get("/api/v1/tasks/", {"created_before": "0001-01-01T00:00:00+17:00"})
+
+    assert far_offset.status_code == 200 and far_offset.json()["count"] == 0
+    assert before_year_one.status_code == 400 and "created_at" in before_year_one.json()

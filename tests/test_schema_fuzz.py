@@ -8,8 +8,8 @@ What must hold for every one of them: no 5xx, every error is JSON, and what the 
 matches what the schema promises. Operations that take an id are given the ids of the user's own
 objects half of the time, so the fuzzer reaches past 404.
 
-Generation is derandomized, so a run is repeatable; SCHEMA_FUZZ_EXAMPLES changes how many
-examples each operation gets per mode (positive and negative).
+Generation is derandomized, so a run is repeatable (SCHEMA_FUZZ_RANDOM=1 explores new cases);
+SCHEMA_FUZZ_EXAMPLES changes how many examples each operation gets per mode (positive, negative).
 """
 
 import json
@@ -47,7 +47,7 @@ SETTINGS = hypothesis.settings(
     max_examples=EXAMPLES_PER_MODE,
     deadline=None,
     database=None,  # nothing written to .hypothesis/
-    derandomize=True,
+    derandomize=not os.environ.get("SCHEMA_FUZZ_RANDOM"),  # set it to explore beyond the usual cases
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
