@@ -142,6 +142,8 @@ def worker_process(
         "CONN_MAX_AGE": "0",
         "JOBS_WORKER_HEARTBEAT_SECONDS": "1",  # a killed worker is noticed within seconds
         "AI_STREAM_PUBLISH_SECONDS": "0",  # every streamed piece reaches the events
+        "AI_BUDGET_REFRESH_SECONDS": "0.2",  # a budget a test writes applies at once
+        "AI_BUDGET_MAX_WAIT_SECONDS": "1",  # longer waits re-schedule the task (that path is tested)
         "CACHE_MAX_IDLE_DAYS": "0",  # lets the cache cleanup test see a 1-second-old key as stale
         "LOG_FORMAT": "json",  # as in production; tests/test_logs.py reads the lines
         **WORKER_NOTIFICATION_SETTINGS,

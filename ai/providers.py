@@ -1,9 +1,13 @@
 """The provider wrapper: chat, translation, embeddings and images over the `openai` SDK, or offline.
 
-Works with any OpenAI-compatible server through OPENAI_BASE_URL. Retries on 429, 5xx,
-connection errors and timeouts are the SDK's own: exponential backoff with jitter, honouring
-Retry-After, AI_MAX_RETRIES times. Whatever still fails becomes a ProviderError with a
-readable message. Knows nothing of users, tiers or tasks.
+Works with any OpenAI-compatible server through OPENAI_BASE_URL. Every attempt at a call, first
+or retried, takes its slot in the shared provider budget first (`ai.budgets`): so the SDK's own
+retries are off and done here instead, the way the SDK does them (429, 408, 409, 5xx, connection
+errors and timeouts; exponential backoff with jitter; AI_MAX_RETRIES times), except that a 429
+pauses the budget for every worker for its Retry-After. Whatever still fails becomes a
+ProviderError with a readable message; a budget that has no room within the wait a caller
+accepts raises `BudgetExhausted` (the task re-schedules itself). Knows nothing of users, tiers
+or tasks.
 """
 
 import base64
@@ -12,21 +16,29 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
+import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import openai
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from ai.budgets import BudgetExhausted, budget_acquire, budget_pause, budget_settle
 from ai.png import gradient_rows, png_encode
+
+__all__ = ["BudgetExhausted", "ProviderError", "chat", "embed", "embedding_model", "image", "translate"]
+R = TypeVar("R")
+logger = logging.getLogger(__name__)
+RETRY_STATUSES = {408, 409, 429}  # and every 5xx: what the SDK itself retries
 
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0-1.0; may raise to stop the work
 TextCallback = Callable[[str], None]  # the answer so far, while it streams in
@@ -139,7 +151,7 @@ class OpenAIProvider:
             api_key=settings.OPENAI_API_KEY or "not-needed",
             base_url=settings.OPENAI_BASE_URL or None,
             timeout=settings.AI_TIMEOUT_SECONDS,
-            max_retries=settings.AI_MAX_RETRIES,
+            max_retries=0,  # retried in `_call`, each attempt through the budget
         )
 
     @property
@@ -149,41 +161,43 @@ class OpenAIProvider:
     def chat(self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback | None = None) -> ChatResult:
         """A chat completion; with `on_text`, streamed, calling it with the growing answer."""
         started = time.monotonic()
+        tokens = _chat_tokens_estimate(messages)
         if on_text is not None:
-            return self._chat_streamed(messages, model=model, on_text=on_text, started=started)
-        with _provider_errors():
+            return self._call(model, tokens, lambda: self._chat_streamed(messages, model, on_text, started))
+
+        def once() -> ChatResult:
             completion = self._client.chat.completions.create(model=model, messages=messages)
-            text = completion.choices[0].message.content or ""
-        usage = completion.usage
-        return ChatResult(
-            text=text,
-            provider=self.name,
-            model=completion.model or model,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+            usage = completion.usage
+            return ChatResult(
+                text=completion.choices[0].message.content or "",
+                provider=self.name,
+                model=completion.model or model,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+
+        return self._call(model, tokens, once)
 
     def _chat_streamed(
-        self, messages: list[dict[str, str]], *, model: str, on_text: TextCallback, started: float
+        self, messages: list[dict[str, str]], model: str, on_text: TextCallback, started: float
     ) -> ChatResult:
         parts: list[str] = []
         usage = None
         answered_model = model
-        with _provider_errors():
-            stream = self._client.chat.completions.create(
-                model=model, messages=messages, stream=True, stream_options={"include_usage": True}
-            )
-            for chunk in stream:
-                answered_model = chunk.model or answered_model
-                usage = chunk.usage or usage
-                if chunk.choices:
-                    delta = chunk.choices[0].delta.content
-                    if delta:
-                        parts.append(delta)
-                        on_text("".join(parts))
-                elif chunk.choices is None:
-                    raise ValueError("a streamed chunk without choices")
+        stream = self._client.chat.completions.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        for chunk in stream:
+            answered_model = chunk.model or answered_model
+            usage = chunk.usage or usage
+            if chunk.choices:
+                delta = chunk.choices[0].delta.content
+                if delta:
+                    parts.append(delta)
+                    on_text("".join(parts))
+            elif chunk.choices is None:
+                raise ValueError("a streamed chunk without choices")
         return ChatResult(
             text="".join(parts),
             provider=self.name,
@@ -199,10 +213,14 @@ class OpenAIProvider:
         extra: dict[str, Any] = {"dimensions": dimensions} if settings.AI_EMBEDDING_SEND_DIMENSIONS else {}
         vectors: list[list[float]] = []
         for batch in _batches(texts):
-            with _provider_errors():
+
+            def once(batch: list[str] = batch) -> tuple[list[list[float]], int]:
                 response = self._client.embeddings.create(model=self.embedding_model, input=batch, **extra)
                 data = sorted(response.data, key=lambda item: item.index)
-                batch_vectors = [list(item.embedding) for item in data]
+                used = response.usage.total_tokens if response.usage else _text_tokens(batch)
+                return [list(item.embedding) for item in data], used
+
+            batch_vectors, _ = self._call(self.embedding_model, _text_tokens(batch), once, used=lambda r: r[1])
             if len(batch_vectors) != len(batch):
                 raise ProviderError(f"The provider returned {len(batch_vectors)} embeddings for {len(batch)} texts.")
             wrong = next((len(v) for v in batch_vectors if len(v) != dimensions), None)
@@ -230,16 +248,91 @@ class OpenAIProvider:
         started = time.monotonic()
         model = settings.AI_IMAGE_MODEL
         extra = {"response_format": "b64_json"} if model.startswith("dall-e") else {}
-        with _provider_errors():
+
+        def once() -> bytes:
             result = self._client.images.generate(model=model, prompt=prompt, size=size, n=1, **extra)
             encoded = result.data[0].b64_json
             if not encoded:
                 raise ValueError("no b64_json image in the answer")
-            png = base64.b64decode(encoded, validate=True)
+            return base64.b64decode(encoded, validate=True)
+
+        png = self._call(model, 0, once)
         on_progress(1.0)
         return ImageResult(
             png=png, provider=self.name, model=model, duration_ms=int((time.monotonic() - started) * 1000)
         )
+
+    def _call(self, model: str, tokens: int, once: Callable[[], R], used: Callable[[R], int] | None = None) -> R:
+        """Run `once` through the budget of `model`, retrying what is worth retrying; errors made readable.
+
+        Every attempt takes a slot first. A 429 pauses the budget for every worker for its
+        Retry-After (the next attempt's slot waits for it); other retryable failures back off
+        here. A failed attempt keeps its request slot (it reached the provider) but no tokens.
+        """
+        with _provider_errors():
+            for attempt in itertools.count():
+                grant = budget_acquire(self.name, model, tokens=tokens)
+                try:
+                    result = once()
+                except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                    budget_settle(grant, tokens=0)
+                    status = getattr(exc, "status_code", None)  # None: no answer (connection, timeout)
+                    if status == 429:
+                        pause = _retry_after(exc) or _backoff(attempt)
+                        logger.info("%s answered 429 for %s: every worker waits %.1f s", self.name, model, pause)
+                        budget_pause(self.name, model, pause)
+                    retryable = status is None or status in RETRY_STATUSES or status >= 500
+                    if not retryable or attempt >= settings.AI_MAX_RETRIES or not _should_retry(exc):
+                        raise
+                    if status != 429:
+                        time.sleep(_backoff(attempt))
+                    continue
+                except BaseException:
+                    budget_settle(grant, tokens=0)
+                    raise
+                budget_settle(grant, tokens=used(result) if used else _result_tokens(result, tokens))
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _backoff(attempt: int) -> float:
+    """The SDK's own schedule: 0.5 s doubling up to 8 s, minus up to a quarter of jitter."""
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+
+def _retry_after(exc: openai.APIError) -> float | None:
+    """Seconds the provider asked to wait (Retry-After, or retry-after-ms), if it said so."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        if milliseconds := response.headers.get("retry-after-ms"):
+            return float(milliseconds) / 1000
+        if seconds := response.headers.get("retry-after"):
+            return float(seconds)
+    return None
+
+
+def _should_retry(exc: openai.APIError) -> bool:
+    """The provider may say outright whether to retry (x-should-retry), as the SDK honours."""
+    response = getattr(exc, "response", None)
+    return response is None or response.headers.get("x-should-retry", "true").lower() != "false"
+
+
+def _text_tokens(texts: list[str]) -> int:
+    """A cheap estimate: about four characters a token."""
+    return sum(len(text) for text in texts) // 4 + 1
+
+
+def _chat_tokens_estimate(messages: list[dict[str, str]]) -> int:
+    return _text_tokens([str(m.get("content", "")) for m in messages]) + settings.AI_BUDGET_ANSWER_TOKENS
+
+
+def _result_tokens(result: object, estimate: int) -> int:
+    """Tokens the provider reported for a chat answer, else what was reserved."""
+    if isinstance(result, ChatResult) and (result.prompt_tokens or result.completion_tokens):
+        return result.prompt_tokens + result.completion_tokens
+    return estimate if isinstance(result, ChatResult) else 0
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "jobs",
+    "ai",
     "users",
     "prompts",
     "notifications",
@@ -202,6 +203,19 @@ AI_IMAGE_SIZES = env.list("AI_IMAGE_SIZES", default=["256x256", "512x512", "1024
 QUERY_CACHE_TTL_SECONDS = env.int("QUERY_CACHE_TTL_SECONDS", default=86400)
 CONVERSATION_ARCHIVE_DAYS = env.int("CONVERSATION_ARCHIVE_DAYS", default=90)
 AI_OFFLINE_IMAGE_STEP_SECONDS = env.float("AI_OFFLINE_IMAGE_STEP_SECONDS", default=0.3)
+# Provider budgets (ai/budgets.py): calls and tokens per minute per provider and model, shared by
+# all workers. AI_BUDGETS seeds the admin's rows, e.g. {"openai/gpt-4o-mini": {"rpm": 500, "tpm":
+# 200000}, "openai/*": {"rpm": 100}}; the admin's edits win. A call waits in the worker up to
+# AI_BUDGET_MAX_WAIT_SECONDS for room, else its task is sent again with a countdown of at most
+# AI_BUDGET_MAX_COUNTDOWN_SECONDS (kept well under the broker's visibility timeout).
+AI_BUDGETS = env.json("AI_BUDGETS", default={})
+AI_BUDGET_MAX_WAIT_SECONDS = env.float("AI_BUDGET_MAX_WAIT_SECONDS", default=10)
+AI_BUDGET_MAX_COUNTDOWN_SECONDS = env.float("AI_BUDGET_MAX_COUNTDOWN_SECONDS", default=65)
+AI_BUDGET_REFRESH_SECONDS = env.float("AI_BUDGET_REFRESH_SECONDS", default=5)
+# The window is a minute plus this, as a call reaches the provider a little after its grant.
+AI_BUDGET_SAFETY_SECONDS = env.float("AI_BUDGET_SAFETY_SECONDS", default=1)
+# Tokens reserved for an answer before its size is known (settled with the real count after).
+AI_BUDGET_ANSWER_TOKENS = env.int("AI_BUDGET_ANSWER_TOKENS", default=500)
 
 # Notifications ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Window
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Window
 from django.db.models.functions import Left, RowNumber
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -48,6 +48,44 @@ PANELS: dict[str, Callable[[], dict[str, Any]]] = {}
 def dashboard_panel_register(name: str, function: Callable[[], dict[str, Any]]) -> None:
     """Add a table to the dashboard (a domain app's numbers, e.g. usage by tier)."""
     PANELS[name] = function
+
+
+def waiting_by_owner(*, limit: int = 10) -> dict[str, Any]:
+    """The owners with the most work held back (fair share), and how much of theirs runs now.
+
+    Reads only unfinished records: waiting ones through the fair-share waiting index, running
+    ones through `(state, updated_at)`.
+    """
+    waiting = list(
+        TaskRecord.objects.filter(state=State.WAITING, fair_share=True, owner__isnull=False)
+        .values("owner_id", "owner__username")
+        .annotate(waiting=Count("*"), oldest=Min("created_at"))
+        .order_by("-waiting")[:limit]
+    )
+    running = dict(
+        TaskRecord.objects.filter(state__in=[State.QUEUED, *RUNNING], owner_id__in=[row["owner_id"] for row in waiting])
+        .values("owner_id")
+        .annotate(running=Count("*"))
+        .order_by()
+        .values_list("owner_id", "running")
+    )
+    now = timezone.now()
+    return {
+        "title": "Waiting work per user (fair share), most first",
+        "columns": ["User", "Waiting", "Sent or running", "Oldest waiting for"],
+        "rows": [
+            [
+                row["owner__username"],
+                row["waiting"],
+                running.get(row["owner_id"], 0),
+                f"{int((now - row['oldest']).total_seconds())} s",
+            ]
+            for row in waiting
+        ],
+    }
+
+
+dashboard_panel_register("waiting-by-owner", waiting_by_owner)
 
 
 def task_rates(*, hours: int = RATE_HOURS) -> dict[str, Any]:

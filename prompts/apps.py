@@ -5,9 +5,14 @@ class PromptsConfig(AppConfig):
     name = "prompts"
 
     def ready(self) -> None:
+        from ai.services import budgets_panel
         from jobs import queues
+        from jobs.dashboard import dashboard_panel_register
         from jobs.schedules import PeriodicJob, periodic_job_register
         from prompts import receivers  # noqa: F401  (listens to jobs' signals)
+
+        # The budgets prompts spend, on the operators' dashboard (jobs and ai know nothing of each other).
+        dashboard_panel_register("provider-budgets", budgets_panel)
 
         periodic_job_register(
             PeriodicJob(

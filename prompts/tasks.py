@@ -6,6 +6,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from ai.budgets import BudgetExhausted, budget_countdown
 from jobs import queues
 from jobs.exceptions import TaskFailed
 from prompts.models import PromptRequest
@@ -41,7 +42,10 @@ class PromptTask(Task):
 )
 def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None:
     """Call the provider for one request and store its response."""
-    request = prompt_request_process(request_id=request_id, task_id=self.request.id)
+    try:
+        request = prompt_request_process(request_id=request_id, task_id=self.request.id)
+    except BudgetExhausted as exc:  # the provider budget is spent for now: come back later
+        raise self.retry(exc=exc, countdown=budget_countdown(exc), max_retries=None) from None
     if request is None:
         return None
     if request.status == PromptRequest.Status.FAILED:

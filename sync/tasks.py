@@ -5,6 +5,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
+from ai.budgets import BudgetExhausted, budget_countdown
 from jobs.exceptions import TaskFailed
 from sync.models import Document
 from sync.services import BATCH_TASK, DELETE_TASK, FULL_SYNC_TASK, QUEUE_TASK, SYNC_TASK
@@ -32,7 +33,10 @@ class DocumentTask(Task):
 @shared_task(base=DocumentTask, bind=True, name=SYNC_TASK, throws=(TaskFailed,), **DATABASE_RETRY)
 def sync_embeddings(self: Task, document_id: int) -> dict[str, Any] | None:
     """Chunk and embed one document (a no-op if it is gone or already embedded with today's model)."""
-    document = document_sync(document_id=document_id)
+    try:
+        document = document_sync(document_id=document_id)
+    except BudgetExhausted as exc:  # the provider budget is spent for now: come back later
+        raise self.retry(exc=exc, countdown=budget_countdown(exc), max_retries=None) from None
     if document is None:
         return None
     if document.status == Document.Status.FAILED:

@@ -400,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
         error_type = "server_error" if status >= 500 else _ERROR_TYPES.get(status, "invalid_request_error")
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         if status == 429:
-            self.server.owner._count_rate_limited()
+            self.server.owner._count_rate_limited(retry_after)
         payload = {
             "error": {
                 "message": message,
@@ -462,6 +462,7 @@ class OpenAIServer:
         self.rpm_window = rpm_window
         self.requests: list[dict[str, Any]] = []
         self.rate_limited = 0
+        self.rate_limited_at: list[tuple[float, int | None]] = []  # (when, Retry-After) of each 429
         self._texts: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
@@ -526,13 +527,16 @@ class OpenAIServer:
             self._seen.clear()
             self._window.clear()
             self.rate_limited = 0
+            self.rate_limited_at.clear()
 
     def _record(self, method: str, path: str, body: Any, text: str, headers: dict[str, str]) -> None:
         """Store a received request."""
         # Keep both the raw and re-serialised text so markers match regardless of JSON escaping.
         searchable = text if body is None else text + "\n" + json.dumps(body, ensure_ascii=False)
         with self._lock:
-            self.requests.append({"method": method, "path": path, "body": body, "headers": headers})
+            self.requests.append(
+                {"method": method, "path": path, "body": body, "headers": headers, "at": time.monotonic()}
+            )
             self._texts.append((path, searchable))
 
     def _bump(self, key: str) -> int:
@@ -555,10 +559,11 @@ class OpenAIServer:
             self._window.append(now)
             return None
 
-    def _count_rate_limited(self) -> None:
+    def _count_rate_limited(self, retry_after: int | None = None) -> None:
         """Count one served 429."""
         with self._lock:
             self.rate_limited += 1
+            self.rate_limited_at.append((time.monotonic(), retry_after))
 
     def _next_id(self, prefix: str) -> str:
         """Return a unique response id."""

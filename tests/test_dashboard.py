@@ -2,14 +2,18 @@
 
 import uuid
 
+from django.db import transaction
 from django.utils import timezone
 
+from ai.budgets import budget_acquire, budget_reset
+from ai.models import ProviderBudget
 from conftest import wait_until
 from jobs import queues
 from jobs.dashboard import dashboard_data
 from jobs.models import TaskRecord
 from jobs.presence import workers_online
 from prompts.models import PromptRequest
+from prompts.services import prompt_request_create
 from users.models import User
 
 
@@ -117,3 +121,25 @@ def test_the_dashboard_reads_a_bounded_number_of_queries(db, make_user, django_a
     with django_assert_max_num_queries(12):
         data = dashboard_data()
     assert sum(g["count"] for g in data["failures"]) == 30
+
+
+def test_waiting_work_per_user_and_provider_budgets_are_shown(db, client, make_user):
+    heavy = make_user()
+    with transaction.atomic():
+        for n in range(5):
+            prompt_request_create(user=heavy, prompt_text=f"wait {n}")
+    ProviderBudget.objects.create(provider="openai", model="gpt-dash", requests_per_minute=60, tokens_per_minute=1000)
+    budget_reset("openai", "gpt-dash")
+    budget_acquire("openai", "gpt-dash", tokens=100, max_wait=0)
+    try:
+        panels = {panel["name"]: panel for panel in dashboard_data()["panels"]}
+        client.force_login(make_user(staff=True))
+        page = client.get("/admin/dashboard/panels/").content.decode()
+    finally:
+        budget_reset("openai", "gpt-dash")
+
+    waiting = next(row for row in panels["waiting-by-owner"]["rows"] if row[0] == heavy.username)
+    assert waiting[1:3] == [5, 0]  # released only after the commit, which this test's transaction never reaches
+    budget = next(row for row in panels["provider-budgets"]["rows"] if row[0] == "openai/gpt-dash")
+    assert budget[1:3] == ["1 / 60", "100 / 1,000"]
+    assert "Provider budgets, last minute" in page and "Waiting work per user" in page

@@ -1,5 +1,6 @@
 """Fair share: one user's burst does not starve another user, and caps hold under load."""
 
+import time
 import uuid
 from datetime import datetime
 
@@ -116,3 +117,53 @@ def test_a_cancelled_waiting_request_gives_its_place_back(db, make_user, client_
     lane = FairLane.objects.get(owner=user)
     assert (lane.waiting, lane.in_flight) == (0, 1)
     assert TaskRecord.objects.get(pk=first["task_id"]).state == "QUEUED"
+
+
+def test_a_worker_killed_mid_task_frees_its_users_slot_within_bounded_time(
+    worker, make_user, client_for, burst_tier, settings
+):
+    """Cap 1: the running prompt dies with its worker; the sweeper resends it and the next one follows."""
+    from celery import current_app as celery_app
+
+    from conftest import WorkerProcess
+    from jobs import queues
+    from jobs.services import task_records_sweep
+
+    Tier.objects.filter(pk=burst_tier.pk).update(max_in_flight=1)
+    (user,) = users_in(burst_tier, make_user, 1)
+    client = client_for(user)
+    for queue in queues.PROMPT_QUEUES:  # only the worker we kill takes prompts
+        celery_app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True)
+    doomed = WorkerProcess(worker.env, worker.log_path)
+    doomed.start(name="doomed-lane", concurrency=2, consume=queues.PROMPT_QUEUES)
+    replacement = WorkerProcess(worker.env, worker.log_path)
+    try:
+        tag = uuid.uuid4().hex[:8]
+        first = submit(client, f"#delay=1.5 first {tag}")  # under the 2 s client timeout
+        second = submit(client, f"#delay=0.1 second {tag}")
+        wait_until(
+            lambda: PromptRequest.objects.filter(pk=first["id"], status="IN_PROGRESS").exists(),
+            timeout=30,
+            what="the first prompt to run",
+        )
+        assert TaskRecord.objects.get(pk=second["task_id"]).state == "WAITING"  # the cap holds it back
+        doomed.process.kill()  # SIGKILL mid-task: its slot is taken by a task nobody runs any more
+        doomed.process.wait()
+        killed_at = time.monotonic()
+        replacement.start(name="replacement-lane", concurrency=2, consume=queues.PROMPT_QUEUES)
+        settings.JOBS_WORKER_HEARTBEAT_SECONDS = 1
+
+        def both_done() -> bool:
+            task_records_sweep()  # what beat runs every minute
+            return PromptRequest.objects.filter(pk__in=[first["id"], second["id"]], status="COMPLETED").count() == 2
+
+        wait_until(both_done, timeout=90, interval=1, what="both prompts after the kill")
+        assert time.monotonic() - killed_at < 90
+        assert TaskRecord.objects.get(pk=first["task_id"]).sends == 2, "the killed run was sent again by the sweeper"
+        wait_until(lambda: (lane := FairLane.objects.get(owner=user)).in_flight == 0 and lane, what="the slot back")
+        assert FairLane.objects.get(owner=user).waiting == 0
+    finally:
+        doomed.stop()
+        replacement.stop()
+        for queue in queues.PROMPT_QUEUES:
+            celery_app.control.add_consumer(queue, destination=[worker.node_name], reply=True)

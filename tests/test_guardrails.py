@@ -13,11 +13,15 @@ from conftest import BASE_DIR
 def test_every_time_limit_countdown_and_backoff_stays_below_the_visibility_timeout():
     """Otherwise Redis hands a task that is still running (or waiting to retry) to a second worker."""
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    ai_worst_case = settings.AI_TIMEOUT_SECONDS * (settings.AI_MAX_RETRIES + 1) + 8 * settings.AI_MAX_RETRIES
+    # every attempt may first wait for the provider budget, then time out; backoff between attempts
+    attempt_worst_case = settings.AI_BUDGET_MAX_WAIT_SECONDS + settings.AI_TIMEOUT_SECONDS
+    ai_worst_case = attempt_worst_case * (settings.AI_MAX_RETRIES + 1) + 8 * settings.AI_MAX_RETRIES
 
     assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT < visibility
     assert ai_worst_case < settings.CELERY_TASK_TIME_LIMIT, "a provider call must end before the hard limit"
     assert settings.JOBS_RESEND_AFTER_SECONDS < visibility
+    # a task that found no provider budget comes back after at most this (held unacknowledged meanwhile)
+    assert settings.AI_BUDGET_MAX_COUNTDOWN_SECONDS < visibility / 10
     for name, task in current_app.tasks.items():
         if name.startswith("celery."):
             continue

@@ -9,7 +9,8 @@ from tests.openai_server import embed_text
 
 
 @pytest.fixture
-def openai_provider(settings, openai_server):
+def openai_provider(db, settings, openai_server):
+    """Every call goes through the provider budgets, which live in the database and Redis."""
     settings.OPENAI_BASE_URL = openai_server.base_url
     settings.OPENAI_API_KEY = "test-key"
     settings.AI_TIMEOUT_SECONDS = 2

@@ -63,6 +63,12 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
         return prompt_request_fail(request_id=request_id, error=str(exc))
     except RequestCancelled:
         return PromptRequest.objects.get(pk=request_id)
+    except providers.BudgetExhausted as exc:
+        # Not a failure: waiting again (the task comes back after a countdown), and saying why.
+        PromptRequest.objects.filter(pk=request_id, status=Status.IN_PROGRESS).update(status=Status.PENDING)
+        if task_id:
+            task_progress_set(task_id=task_id, percent=0, message=str(exc))
+        raise
     return _store(request_id, task_id, outcome)
 
 

@@ -1,5 +1,6 @@
 """Document views: thin; validate, call one service or selector, answer."""
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -18,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ai.providers import ProviderError
+from ai.providers import BudgetExhausted, ProviderError
 from sync.api.serializers import (
     DocumentAcceptedSerializer,
     DocumentBatchAcceptedSerializer,
@@ -66,10 +67,11 @@ and two copies would fill search results with the same chunk twice. Other users'
 class Refused(APIException):
     """A request refused with its own status code (413, 415, 400, 503)."""
 
-    def __init__(self, status_code: int, detail: dict[str, Any]) -> None:
+    def __init__(self, status_code: int, detail: dict[str, Any], *, wait: float | None = None) -> None:
         self.status_code = status_code
         super().__init__()
         self.detail = detail  # as given: numbers stay numbers
+        self.wait = math.ceil(wait) if wait else None  # DRF's handler turns it into Retry-After
 
 
 def _refusal(exc: DocumentRejected) -> Refused:
@@ -222,6 +224,8 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             hits = chunk_search(user=request.user, query=query, top_k=top_k)
         except ProviderError as exc:
             raise Refused(503, {"detail": f"The query could not be embedded: {exc}"}) from None
+        except BudgetExhausted as exc:
+            raise Refused(503, {"detail": str(exc)}, wait=exc.retry_after) from None
         return Response({"query": query, "top_k": top_k, "results": [asdict(hit) for hit in hits]})
 
 

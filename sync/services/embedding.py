@@ -1,6 +1,7 @@
 """Embedding documents: chunk the text, embed the chunks in batches, switch generations; deletion."""
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -99,6 +100,10 @@ def document_sync_run(*, document_id: int, force: bool = False) -> SyncRun:
 
     try:
         count, model = _embed_generation(document, generation)
+    except providers.BudgetExhausted:
+        # Not a failure: the provider budget is spent for now. The caller tries again later.
+        DocumentChunk.objects.filter(document_id=document_id, generation=generation).delete()
+        raise
     except providers.ProviderError as exc:
         DocumentChunk.objects.filter(document_id=document_id, generation=generation).delete()
         return _attempted(document_fail(document_id=document_id, error=str(exc), generation=generation))
@@ -175,13 +180,23 @@ def document_fail(*, document_id: int, error: str, generation: int | None = None
 def document_sync_guarded(*, document_id: int, force: bool) -> SyncRun:
     """`document_sync_run` for loops over many documents: any failure ends that one FAILED, not the loop."""
     try:
-        return document_sync_run(document_id=document_id, force=force)
+        return _budget_patient(document_id=document_id, force=force)
     except DatabaseError:
         raise  # the database itself is in trouble: nothing more can be stored, stop
     except Exception as exc:
         logger.exception("embedding document %s failed", document_id)
         error = f"Internal error while embedding: {type(exc).__name__}"
         return _attempted(document_fail(document_id=document_id, error=error))
+
+
+def _budget_patient(*, document_id: int, force: bool) -> SyncRun:
+    """`document_sync_run`, waiting in place while the provider budget is spent (these loops are long anyway)."""
+    while True:
+        try:
+            return document_sync_run(document_id=document_id, force=force)
+        except providers.BudgetExhausted as exc:
+            logger.info("document %s waits %.0f s for the provider budget", document_id, exc.retry_after)
+            time.sleep(exc.retry_after)
 
 
 def _attempted(document: Document | None) -> SyncRun:
