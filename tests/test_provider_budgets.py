@@ -75,8 +75,10 @@ def test_two_hundred_prompts_under_a_120_rpm_provider_meet_no_429_and_use_the_al
     assert server.rate_limited <= 1, "no worker met a 429 after the first"
     first_minute = sum(1 for at in arrivals if at < arrivals[0] + 60)
     assert first_minute >= 0.9 * 120, f"only {first_minute} calls in the first minute of 120 allowed"
-    span = arrivals[-1] - arrivals[0]
-    assert span <= 60 / 0.9, f"200 calls took {span:.1f} s; at 120 per minute they need just over 60 s"
+    # Past the first 120, call k may reach the provider once call k-120 has left the minute: how late
+    # each came after that moment is the rate lost. At most 6 s (a tenth of the window): >= 90 %.
+    lateness = max(arrivals[k] - (arrivals[k - 120] + 60) for k in range(120, 200))
+    assert lateness <= 6, f"a call came {lateness:.1f} s after the limit allowed it"
 
 
 def test_a_429_pauses_every_worker_until_its_retry_after(worker, make_user, client_for, limited_server):
