@@ -142,13 +142,18 @@ def _project(task_ids: list[str], done_id: str, key: str) -> dict[str, Any]:
         _warm(server.port, key, done_id)
         time.sleep(1)
         figures: dict[str, Any] = {"rss_idle": server.rss_kib(), "redis_idle": _redis_connections(server.pid)}
+        figures["fds_idle"] = psutil.Process(server.pid).num_fds()
         clients = Clients("http", task_ids, port=server.port, key=key)
         figures["open_seconds"] = clients.ready()["open_seconds"]
         time.sleep(1)
         figures["rss_open"] = server.rss_kib()
         figures["redis_open"] = _redis_connections(server.pid)
+        figures["fds_open"] = psutil.Process(server.pid).num_fds()
+        cpu = psutil.Process(server.pid).cpu_times()
         figures["publish_seconds"] = _publish(task_ids)
         figures["outcome"] = clients.result()
+        after = psutil.Process(server.pid).cpu_times()
+        figures["cpu_seconds"] = after.user + after.system - cpu.user - cpu.system
         server.check_alive()
         figures["rss_after"] = server.rss_kib()
         return figures
@@ -208,8 +213,14 @@ def run() -> None:
             {"figure": f"web process Redis connections, idle / {CLIENTS} open", "unit": "",
              "project": project["redis_open"], "baseline": project["redis_idle"],
              "ratio": project["redis_open"] / max(1, project["redis_idle"])},
+            {"figure": f"web process open files, idle / {CLIENTS} open (per stream "
+             f"{(project['fds_open'] - project['fds_idle']) / CLIENTS:.2f})", "unit": "",
+             "project": project["fds_open"], "baseline": project["fds_idle"],
+             "ratio": project["fds_open"] / project["fds_idle"]},
             {"figure": f"  baseline subscribers' Redis connections ({CLIENTS} open)", "unit": "",
              "project": baseline["redis_open"]},
+            {"figure": "web process CPU seconds while the changes were delivered", "unit": " s",
+             "project": project["cpu_seconds"]},
             {"figure": f"seconds to open {CLIENTS} streams", "unit": " s", "project": project["open_seconds"]},
             {"figure": "seconds to publish (project run / baseline run)", "unit": " s",
              "project": project["publish_seconds"], "baseline": baseline["publish_seconds"],
