@@ -2,6 +2,8 @@
 
 One stream per task (`jobs:events:<task_id>`), capped and expiring, so a listener that comes
 late or reconnects (SSE `Last-Event-ID` = the stream entry id) misses nothing that matters.
+After each entry the stream's key is published on `NOTIFY_CHANNEL`, which wakes the web
+processes' streams waiting on it (`jobs/fanout.py`); the notice carries no event, only "read".
 """
 
 import json
@@ -17,6 +19,7 @@ STREAM_MAX_EVENTS = 200
 STREAM_TTL_SECONDS = 24 * 3600  # while the task runs
 FINAL_STREAM_TTL_SECONDS = 3600  # after its final state: long enough for any client to reconnect
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
+NOTIFY_CHANNEL = "jobs:events:new"
 _client: Redis | None = None
 
 
@@ -42,6 +45,7 @@ def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
         pipe = events_redis().pipeline(transaction=False)
         pipe.xadd(key, {"data": json.dumps(event, default=str)}, maxlen=STREAM_MAX_EVENTS, approximate=True)
         pipe.expire(key, FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS)
+        pipe.publish(NOTIFY_CHANNEL, key)  # after the entry: a woken reader finds it
         pipe.execute()
     except Exception as exc:
         logger.warning("event for task %s not published: %s", task_id, exc)
