@@ -135,7 +135,7 @@ async def _http_client(args: argparse.Namespace, task_id: str, tally: Tally) -> 
 async def _redis_client(args: argparse.Namespace, task_id: str, tally: Tally) -> None:
     from redis.asyncio import Redis
 
-    redis = Redis.from_url(args.redis_url, socket_connect_timeout=5)
+    redis = Redis.from_url(args.redis_url, socket_connect_timeout=5, socket_timeout=30)  # > the 15 s block
     key = f"jobs:events:{task_id}"
     try:
         tail = await redis.xrevrange(key, count=1)

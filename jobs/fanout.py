@@ -11,8 +11,10 @@ process holds as many streams as it has file descriptors for, one per client.
 """
 
 import asyncio
+import contextlib
 import logging
 import weakref
+from collections.abc import AsyncIterator
 
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -41,31 +43,18 @@ class StreamWaker:
         self._subscribed = asyncio.Event()
         self._listener: asyncio.Task | None = None
 
-    async def entries_after(self, key: str, cursor: str, *, timeout: float) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """The entries of stream `key` after `cursor`, waiting up to `timeout` seconds for one; [] if none came."""
+    @contextlib.asynccontextmanager
+    async def follow(self, key: str) -> AsyncIterator["Follower"]:
+        """Listen for notices about stream `key` while the block runs (a stream's whole life)."""
         await self._listening()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        woken = asyncio.Event()
-        self._waiters.setdefault(key, set()).add(woken)
+        follower = Follower(self.redis, key)
+        self._waiters.setdefault(key, set()).add(follower.woken)
         try:
-            while True:
-                # Cleared before the read: a notice that arrives during the read means "read again".
-                woken.clear()
-                entries = await self.redis.xrange(key, min="-" if cursor == "0-0" else f"({cursor}", count=100)
-                if entries:
-                    return entries
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return []
-                try:
-                    await asyncio.wait_for(woken.wait(), remaining)
-                except TimeoutError:
-                    return []
+            yield follower
         finally:
             waiting = self._waiters.get(key)
             if waiting is not None:
-                waiting.discard(woken)
+                waiting.discard(follower.woken)
                 if not waiting:
                     del self._waiters[key]
 
@@ -113,6 +102,31 @@ class StreamWaker:
         for waiting in self._waiters.values():
             for woken in waiting:
                 woken.set()
+
+
+class Follower:
+    """One open stream's side of the waker: reads its key's entries when a notice (or the first call) says so."""
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self.redis, self.key = redis, key
+        self.woken = asyncio.Event()
+        self.woken.set()  # the first call reads: entries may have come before the notices were heard
+
+    async def entries_after(self, cursor: str, *, timeout: float) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """The entries after `cursor`, waiting up to `timeout` seconds for one; [] if none came."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if not self.woken.is_set():
+                # On timeout the stream is read all the same: a lost notice costs one wait, never an event.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), max(0.0, deadline - loop.time()))
+            # Cleared before the read: a notice that arrives during the read, or while the caller
+            # sends what it got, means "read again" at the next call.
+            self.woken.clear()
+            entries = await self.redis.xrange(self.key, min="-" if cursor == "0-0" else f"({cursor}", count=100)
+            if entries or loop.time() >= deadline:
+                return entries
 
 
 def stream_waker() -> StreamWaker:

@@ -113,17 +113,19 @@ async def _events(
         if snapshot["state"] in FINAL_STATES:
             return
         cursor = tail or "0-0"
-    while (remaining := deadline - time.monotonic()) > 0:
-        entries = await waker.entries_after(key, cursor, timeout=min(settings.TASK_EVENTS_KEEPALIVE_SECONDS, remaining))
-        if not entries:
-            yield ": keep-alive\n\n"
-            continue
-        for entry_id, values in entries:
-            cursor = entry_id.decode()
-            event = json.loads(values[b"data"])
-            yield _format(event, entry_id=cursor)
-            if event.get("state") in FINAL_STATES:
-                return
+    async with waker.follow(key) as follower:
+        while (remaining := deadline - time.monotonic()) > 0:
+            timeout = min(settings.TASK_EVENTS_KEEPALIVE_SECONDS, remaining)
+            entries = await follower.entries_after(cursor, timeout=timeout)
+            if not entries:
+                yield ": keep-alive\n\n"
+                continue
+            for entry_id, values in entries:
+                cursor = entry_id.decode()
+                event = json.loads(values[b"data"])
+                yield _format(event, entry_id=cursor)
+                if event.get("state") in FINAL_STATES:
+                    return
 
 
 def _format(event: dict[str, Any], *, entry_id: str | None) -> str:
