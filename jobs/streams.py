@@ -2,9 +2,9 @@
 
 An async view, so one ASGI process holds hundreds of open streams without a thread each: the
 only synchronous step is the lookup at the start (authentication and the owner-scoped record,
-through `sync_to_async`); after that each stream waits until the process's one subscription
-wakes it (`jobs/fanout.py`), reads the task's Redis stream after its cursor, and never touches
-the database again, however many events arrive. An open stream holds no Redis connection.
+through `sync_to_async`); after that each stream is fed by the process's one subscription
+(`jobs/fanout.py`), reads the task's Redis stream itself only to start or catch up, and never
+touches the database again, however many events arrive. An open stream holds no Redis connection.
 
 Order of a stream: the record's current state first (with the id of the stream's last entry, so
 nothing published meanwhile is lost), then every new entry as it arrives, each with its stream
@@ -120,9 +120,8 @@ async def _events(
             if not entries:
                 yield ": keep-alive\n\n"
                 continue
-            for entry_id, values in entries:
-                cursor = entry_id.decode()
-                event = json.loads(values[b"data"])
+            for cursor, data in entries:
+                event = json.loads(data)
                 yield _format(event, entry_id=cursor)
                 if event.get("state") in FINAL_STATES:
                     return
