@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from jobs.events import NOTIFY_CHANNEL
 
@@ -90,7 +92,10 @@ class StreamWaker:
     """The event streams of one event loop: who follows which key, one subscription that feeds them."""
 
     def __init__(self, url: str) -> None:
-        pool = BlockingConnectionPool.from_url(url, max_connections=READ_CONNECTIONS, timeout=30, socket_timeout=10)
+        # Pooled connections outlive a Redis restart; a command on a dead one reconnects and retries.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=READ_CONNECTIONS, timeout=30, socket_timeout=10, retry=Retry(ExponentialBackoff(), 3)
+        )
         self.redis = Redis(connection_pool=pool)
         self._url = url
         self._followers: dict[str, set[Follower]] = {}

@@ -61,3 +61,21 @@ def test_a_follower_that_hears_nothing_still_reads_what_the_stream_got_when_its_
         assert [json.loads(data) for data in asyncio.run(scenario())] == [{"state": "SUCCESS"}]
     finally:
         events_redis().delete(key)
+
+
+def test_reads_survive_their_pooled_connection_being_dropped():
+    task_id = uuid.uuid4()
+    event_publish(task_id, {"state": "STARTED"})
+
+    async def scenario() -> tuple[int, int]:
+        waker = StreamWaker(settings.CELERY_BROKER_URL)
+        client_id = await waker.redis.client_id()
+        events_redis().client_kill_filter(_id=client_id)  # as a Redis restart does to every connection
+        read = await waker.redis.xrange(stream_key(task_id))
+        return len(read), await waker.redis.client_id()
+
+    try:
+        entries, new_client_id = asyncio.run(scenario())
+    finally:
+        events_redis().delete(stream_key(task_id))
+    assert entries == 1 and new_client_id
