@@ -33,11 +33,13 @@ def report(name: str, rows: list[dict[str, Any]]) -> None:
             verdict = "  OK" if row["ok"] else "  MISSED"
         if ratio is not None:
             print(
-                f"  {row['figure']}: project {row['project']:.3f}{row['unit']}, baseline {row['baseline']:.3f}"
-                f"{row['unit']}, ratio {ratio:.2f} (target {row.get('target', '-')}){verdict}"
+                f"  {row['figure']}: project {_number(row['project'])}{row['unit']}, baseline "
+                f"{_number(row['baseline'])}{row['unit']}, ratio {ratio:.2f} (target {row.get('target', '-')}){verdict}"
             )
         else:
-            print(f"  {row['figure']}: {row['project']:.3f}{row['unit']} (target {row.get('target', '-')}){verdict}")
+            print(
+                f"  {row['figure']}: {_number(row['project'])}{row['unit']} (target {row.get('target', '-')}){verdict}"
+            )
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     payload = {
@@ -49,6 +51,11 @@ def report(name: str, rows: list[dict[str, Any]]) -> None:
         "rows": rows,
     }
     (RESULTS_DIR / f"{name}-{stamp}.json").write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _number(value: float) -> str:
+    """Counts as counts, measurements with three decimals."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
 
 
 def _cpus() -> int:

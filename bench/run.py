@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench.bench_beat",
     "bench.bench_fair",
     "bench.bench_dashboard",
+    "bench.bench_streams",
 ]
 
 

@@ -2,6 +2,9 @@
 
 One stream per task (`jobs:events:<task_id>`), capped and expiring, so a listener that comes
 late or reconnects (SSE `Last-Event-ID` = the stream entry id) misses nothing that matters.
+In the same step (one Lua script, one round trip) the new entry is published on
+`NOTIFY_CHANNEL` as `<key> <entry id> <data>`, so the web processes' open streams
+(`jobs/fanout.py`) get it without reading the stream; the stream stays the record they fall back on.
 """
 
 import json
@@ -17,6 +20,7 @@ STREAM_MAX_EVENTS = 200
 STREAM_TTL_SECONDS = 24 * 3600  # while the task runs
 FINAL_STREAM_TTL_SECONDS = 3600  # after its final state: long enough for any client to reconnect
 FINAL_STATES = {"SUCCESS", "FAILURE", "REVOKED"}
+NOTIFY_CHANNEL = "jobs:events:new"
 _client: Redis | None = None
 
 
@@ -38,13 +42,29 @@ def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
     if not event:
         return
     try:
-        key = stream_key(task_id)
-        pipe = events_redis().pipeline(transaction=False)
-        pipe.xadd(key, {"data": json.dumps(event, default=str)}, maxlen=STREAM_MAX_EVENTS, approximate=True)
-        pipe.expire(key, FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS)
-        pipe.execute()
+        ttl = FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS
+        _publish_script()(
+            keys=[stream_key(task_id)], args=[STREAM_MAX_EVENTS, json.dumps(event, default=str), ttl, NOTIFY_CHANNEL]
+        )
     except Exception as exc:
         logger.warning("event for task %s not published: %s", task_id, exc)
+
+
+# Append, expire and announce in one atomic step: the notice follows its entry, in the stream's order.
+PUBLISH_LUA = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], KEYS[1] .. ' ' .. id .. ' ' .. ARGV[2])
+return id
+"""
+_script: Any = None
+
+
+def _publish_script() -> Any:
+    global _script
+    if _script is None:
+        _script = events_redis().register_script(PUBLISH_LUA)  # EVALSHA, loaded again after a Redis restart
+    return _script
 
 
 def events_read(task_id: Any, after: str = "0") -> list[tuple[str, dict[str, Any]]]:

@@ -2,8 +2,9 @@
 
 An async view, so one ASGI process holds hundreds of open streams without a thread each: the
 only synchronous step is the lookup at the start (authentication and the owner-scoped record,
-through `sync_to_async`); after that each stream waits on Redis (`XREAD BLOCK` on the task's
-stream, `jobs/events.py`) and never touches the database again, however many events arrive.
+through `sync_to_async`); after that each stream is fed by the process's one subscription
+(`jobs/fanout.py`), reads the task's Redis stream itself only to start or catch up, and never
+touches the database again, however many events arrive. An open stream holds no Redis connection.
 
 Order of a stream: the record's current state first (with the id of the stream's last entry, so
 nothing published meanwhile is lost), then every new entry as it arrives, each with its stream
@@ -24,12 +25,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from redis.asyncio import Redis
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from jobs.events import FINAL_STATES, stream_key
+from jobs.fanout import StreamWaker, stream_waker
 from jobs.selectors import task_record_get
 
 EVENT_ID_RE = re.compile(r"^\d+-\d+$")
@@ -45,22 +46,15 @@ async def task_events_view(request: HttpRequest, task_id: str) -> HttpResponse:
         task_uuid = uuid.UUID(task_id)
     except ValueError:
         return _not_found()
-    redis = Redis.from_url(
-        settings.CELERY_BROKER_URL, socket_connect_timeout=5, socket_timeout=settings.TASK_EVENTS_KEEPALIVE_SECONDS + 10
-    )
-    try:
-        # The stream's tail is read before the record, so whatever is published after the
-        # snapshot was taken is read from the stream: a client may see a change twice, never miss one.
-        tail = await _stream_tail(redis, task_uuid)
-        outcome = await sync_to_async(_authorized_snapshot)(request, task_uuid)
-    except BaseException:
-        await redis.aclose()
-        raise
+    waker = stream_waker()
+    # The stream's tail is read before the record, so whatever is published after the
+    # snapshot was taken is read from the stream: a client may see a change twice, never miss one.
+    tail = await _stream_tail(waker, task_uuid)
+    outcome = await sync_to_async(_authorized_snapshot)(request, task_uuid)
     if isinstance(outcome, HttpResponse):
-        await redis.aclose()
         return outcome
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
-    stream = _events(redis, task_uuid, snapshot=outcome, tail=tail, resume_after=last_event_id.strip())
+    stream = _events(waker, task_uuid, snapshot=outcome, tail=tail, resume_after=last_event_id.strip())
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -90,50 +84,47 @@ def _authorized_snapshot(request: HttpRequest, task_uuid: uuid.UUID) -> dict[str
             connection.close()
 
 
-async def _stream_tail(redis: Redis, task_uuid: uuid.UUID) -> str | None:
-    entries = await redis.xrevrange(stream_key(task_uuid), count=1)
+async def _stream_tail(waker: StreamWaker, task_uuid: uuid.UUID) -> str | None:
+    entries = await waker.redis.xrevrange(stream_key(task_uuid), count=1)
     return entries[0][0].decode() if entries else None
 
 
 async def _events(
-    redis: Redis, task_uuid: uuid.UUID, *, snapshot: dict[str, Any], tail: str | None, resume_after: str
+    waker: StreamWaker, task_uuid: uuid.UUID, *, snapshot: dict[str, Any], tail: str | None, resume_after: str
 ) -> AsyncIterator[str]:
     """The SSE text of one stream, from the snapshot (or the reconnect point) to a final state."""
     key = stream_key(task_uuid)
     deadline = time.monotonic() + settings.TASK_EVENTS_MAX_SECONDS
-    try:
-        yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-        if EVENT_ID_RE.match(resume_after):
-            cursor = resume_after
-            missed = await redis.xrange(key, min=f"({resume_after}")
-            for entry_id, values in missed:
-                cursor = entry_id.decode()
-                event = json.loads(values[b"data"])
-                yield _format(event, entry_id=cursor)
-                if event.get("state") in FINAL_STATES:
-                    return
-            if snapshot["state"] in FINAL_STATES:  # finished, and its final entry was seen or expired
-                yield _format(snapshot, entry_id=tail or cursor)
+    yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
+    if EVENT_ID_RE.match(resume_after):
+        cursor = resume_after
+        missed = await waker.redis.xrange(key, min=f"({resume_after}")
+        for entry_id, values in missed:
+            cursor = entry_id.decode()
+            event = json.loads(values[b"data"])
+            yield _format(event, entry_id=cursor)
+            if event.get("state") in FINAL_STATES:
                 return
-        else:
-            yield _format(snapshot, entry_id=tail)
-            if snapshot["state"] in FINAL_STATES:
-                return
-            cursor = tail or "0-0"
+        if snapshot["state"] in FINAL_STATES:  # finished, and its final entry was seen or expired
+            yield _format(snapshot, entry_id=tail or cursor)
+            return
+    else:
+        yield _format(snapshot, entry_id=tail)
+        if snapshot["state"] in FINAL_STATES:
+            return
+        cursor = tail or "0-0"
+    async with waker.follow(key) as follower:
         while (remaining := deadline - time.monotonic()) > 0:
-            block_ms = int(1000 * min(settings.TASK_EVENTS_KEEPALIVE_SECONDS, remaining))
-            answer = await redis.xread({key: cursor}, block=max(1, block_ms), count=100)
-            if not answer:
+            timeout = min(settings.TASK_EVENTS_KEEPALIVE_SECONDS, remaining)
+            entries = await follower.entries_after(cursor, timeout=timeout)
+            if not entries:
                 yield ": keep-alive\n\n"
                 continue
-            for entry_id, values in answer[0][1]:
-                cursor = entry_id.decode()
-                event = json.loads(values[b"data"])
+            for cursor, data in entries:
+                event = json.loads(data)
                 yield _format(event, entry_id=cursor)
                 if event.get("state") in FINAL_STATES:
                     return
-    finally:
-        await redis.aclose()
 
 
 def _format(event: dict[str, Any], *, entry_id: str | None) -> str:

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -10,7 +11,10 @@ from urllib.parse import urlsplit
 
 from django.utils import timezone
 
+from jobs.events import events_redis, stream_key
+from jobs.fanout import READ_CONNECTIONS
 from jobs.models import TaskRecord
+from jobs.services import task_progress_set, task_record_update
 from tests.conftest import TEST_KEEPALIVE_SECONDS, TEST_STREAM_MAX_SECONDS
 
 
@@ -28,8 +32,10 @@ class Stream:
         return [event for _, event in self.events]
 
 
-def read_stream(base_url: str, path: str, headers: dict[str, str], timeout: float = 20) -> Stream:
-    """GET an event stream and read it until the server closes it."""
+def read_stream(
+    base_url: str, path: str, headers: dict[str, str], timeout: float = 20, opened: threading.Semaphore | None = None
+) -> Stream:
+    """GET an event stream and read it until the server closes it; `opened` is released at its first event."""
     url = urlsplit(base_url)
     started = time.monotonic()
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
@@ -51,6 +57,8 @@ def read_stream(base_url: str, path: str, headers: dict[str, str], timeout: floa
                 data.append(line[6:])
             elif not line and data:
                 stream.events.append((event_id, json.loads("\n".join(data))))
+                if opened is not None and len(stream.events) == 1:
+                    opened.release()
                 event_id, data = None, []
         stream.seconds = time.monotonic() - started
         return stream
@@ -118,6 +126,66 @@ def test_an_idle_stream_gets_keep_alives_and_ends_after_the_maximum_duration(tra
     assert [event["state"] for event in stream.data] == ["STARTED"]
     assert stream.comments.count("keep-alive") >= TEST_STREAM_MAX_SECONDS // TEST_KEEPALIVE_SECONDS - 1
     assert TEST_STREAM_MAX_SECONDS - 0.5 < stream.seconds < TEST_STREAM_MAX_SECONDS + 3
+
+
+def _redis_clients() -> int:
+    return int(events_redis().info("clients")["connected_clients"])
+
+
+def test_many_open_streams_share_a_few_redis_connections_and_each_gets_its_tasks_events(
+    transactional_db, web_server, make_user
+):
+    user, count = make_user(), 60
+    records = [
+        TaskRecord.objects.create(name="x.many", queue="maintenance", owner=user, state="STARTED") for _ in range(count)
+    ]
+    before = _redis_clients()
+    opened, streams = threading.Semaphore(0), {}
+
+    def follow(record: TaskRecord) -> None:
+        path = f"/api/v1/tasks/{record.id}/events/"
+        streams[record.id] = read_stream(web_server, path, api_key(user), timeout=30, opened=opened)
+
+    threads = [threading.Thread(target=follow, args=(record,)) for record in records]
+    for thread in threads:
+        thread.start()
+    for _ in records:
+        assert opened.acquire(timeout=60), "a stream did not open"
+    # One stream used to hold one Redis connection; now the process shares a pool and one subscription.
+    assert _redis_clients() - before <= READ_CONNECTIONS + 5
+    for record in records:
+        task_progress_set(task_id=record.id, percent=50, message="half way")
+        task_record_update(task_id=record.id, state="SUCCESS", result={"ok": True}, finished_at=timezone.now())
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(streams) == count
+    for record in records:
+        assert [event["state"] for event in streams[record.id].data] == ["STARTED", "PROGRESS", "SUCCESS"]
+        assert streams[record.id].data[-1]["final"] and streams[record.id].seconds < TEST_STREAM_MAX_SECONDS
+
+
+def test_an_event_whose_wake_up_notice_was_lost_still_arrives_by_the_next_keep_alive(
+    transactional_db, web_server, make_user
+):
+    user = make_user()
+    record = TaskRecord.objects.create(name="x.quiet", queue="maintenance", owner=user, state="STARTED")
+    opened, outcome = threading.Semaphore(0), {}
+
+    def follow() -> None:
+        outcome["stream"] = read_stream(web_server, f"/api/v1/tasks/{record.id}/events/", api_key(user), opened=opened)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    assert opened.acquire(timeout=30)
+    # Appended to the task's stream without the notice that wakes the web process (as a publisher
+    # from before the notice existed would): the stream, not the notice, is the source of truth.
+    events_redis().xadd(stream_key(record.id), {"data": json.dumps({"state": "SUCCESS", "result": None})})
+    thread.join(timeout=30)
+
+    stream = outcome["stream"]
+    assert [event["state"] for event in stream.data] == ["STARTED", "SUCCESS"] and stream.data[-1]["final"]
+    assert stream.seconds < TEST_KEEPALIVE_SECONDS + 2.5 < TEST_STREAM_MAX_SECONDS
 
 
 def test_the_event_stream_is_described_in_the_api_schema(db, client):
