@@ -125,7 +125,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 # Celery -------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' backend, retrying a lost database connection (jobs/results.py): a
+# store that fails inside a task's trace would otherwise leave its message unacknowledged.
+CELERY_RESULT_BACKEND = "jobs.results:RetryingDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 20  # backoff up to 10 s a try: a minute on average, then it fails
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=3600)  # results kept an hour
 CELERY_TASK_SERIALIZER = "json"

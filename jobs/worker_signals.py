@@ -1,9 +1,13 @@
 """Celery signal handlers: a worker's view of a task becomes the record's state."""
 
+import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import signals
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from jobs.models import TaskRecord
@@ -11,6 +15,38 @@ from jobs.services import task_record_update
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
+# How long a handler in a pool thread waits for the database to come back (a restart).
+DATABASE_WAIT_SECONDS = 30
+
+
+def _with_database(*, wait: float = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run a handler on a working connection; in a pool thread, wait `wait` seconds for the server.
+
+    A worker keeps its connections for its life, outside any web request: one that a database
+    restart broke is found and replaced here, as Django does at each request. The consumer's
+    own thread (received, revoked) must never sleep, so its handlers try once.
+    """
+
+    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + wait
+            pause = 0.1
+            while True:
+                if not connection.in_atomic_block:
+                    close_old_connections()  # a broken connection is closed; health checks test the next one
+                try:
+                    return handler(*args, **kwargs)
+                except (OperationalError, InterfaceError):
+                    connection.close()
+                    if time.monotonic() + pause > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 5)
+
+        return wrapper
+
+    return decorator
 
 
 def _error_text(exc: BaseException | None) -> str:
@@ -21,6 +57,7 @@ def _error_text(exc: BaseException | None) -> str:
 
 
 @signals.task_received.connect
+@_with_database()
 def _on_received(request: Any = None, **_: Any) -> None:
     """Note which worker holds a message before it starts, so its death is noticed too."""
     if request is not None and getattr(request, "hostname", None):
@@ -28,6 +65,7 @@ def _on_received(request: Any = None, **_: Any) -> None:
 
 
 @signals.task_prerun.connect
+@_with_database(wait=DATABASE_WAIT_SECONDS)
 def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **_: Any) -> None:
     now = timezone.now()
     worker = task.request.hostname or ""
@@ -52,11 +90,13 @@ def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **
 
 
 @signals.task_retry.connect
+@_with_database(wait=DATABASE_WAIT_SECONDS)
 def _on_retry(request: Any, reason: Any = None, **_: Any) -> None:
     task_record_update(task_id=request.id, state=State.RETRY, error=str(reason or ""))
 
 
 @signals.task_postrun.connect
+@_with_database(wait=DATABASE_WAIT_SECONDS)
 def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_: Any) -> None:
     now = timezone.now()
     if state == "SUCCESS":
@@ -69,5 +109,6 @@ def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_:
 
 
 @signals.task_revoked.connect
+@_with_database()
 def _on_revoked(request: Any, **_: Any) -> None:
     task_record_update(task_id=request.id, state=State.REVOKED, finished_at=timezone.now())

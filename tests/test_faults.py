@@ -142,3 +142,51 @@ def test_a_thousand_creates_under_load_never_run_before_their_commit(worker, mak
     new_log = worker.log()[log_before:]
     assert "DoesNotExist" not in new_log
     assert not PromptRequest.objects.filter(pk__in=ids).exclude(status="COMPLETED").exists()
+
+
+def test_postgres_restart_while_workers_run_completes_every_request_once(
+    worker, make_user, client_for, openai_server, settings
+):
+    """PostgreSQL goes away for a few seconds under running prompts: each one still ends COMPLETED once."""
+    from django.db import connection
+
+    from prompts.models import PromptResponse
+    from users.models import Tier
+
+    if not settings.USES_EMBEDDED_SERVERS:
+        pytest.skip("stops and starts the embedded PostgreSQL")
+    user = make_user()
+    user.tier = Tier.objects.create(slug=f"pg-{uuid.uuid4().hex[:6]}", name="PG", daily_request_limit=1000,
+                                    max_in_flight=100)  # fmt: skip
+    user.save(update_fields=["tier"])
+    api = client_for(user)
+    tag = uuid.uuid4().hex[:8]
+    ids = [api.post("/api/v1/prompts/", {"prompt_text": f"#delay=1.5 pg {i} {tag}"}, format="json").json()["id"]
+           for i in range(24)]  # fmt: skip
+    wait_until(lambda: PromptRequest.objects.filter(pk__in=ids, status="IN_PROGRESS").count() >= 8,
+               timeout=30, what="work in flight")  # fmt: skip
+
+    connection.close()
+    embedded.postgres_stop(settings.EMBEDDED_DIR)
+    try:
+        time.sleep(3)  # down while provider calls return and queued work is taken
+    finally:
+        embedded.postgres_start(settings.EMBEDDED_DIR, durable=False)
+    connection.close()  # ours died with the server; the next query opens a new one
+
+    started = time.monotonic()
+    wait_until(lambda: PromptRequest.objects.filter(pk__in=ids, status="COMPLETED").count() == len(ids),
+               timeout=45, interval=0.5, what="every prompt to complete after the restart")  # fmt: skip
+    assert time.monotonic() - started < 45
+    assert PromptResponse.objects.filter(request_id__in=ids).count() == len(ids)
+    records = TaskRecord.objects.filter(owner=user)
+    wait_until(lambda: not records.exclude(state="SUCCESS").exists(), timeout=15, what="every task record to end")
+    assert all(openai_server.calls_for(f"pg {i} {tag}") >= 1 for i in range(len(ids)))
+
+    # The worker serves new work as before, and its handlers found their connections again.
+    log_before = len(worker.log())
+    after = api.post("/api/v1/prompts/", {"prompt_text": f"after the restart {tag}"}, format="json").json()
+    wait_until(lambda: PromptRequest.objects.get(pk=after["id"]).status == "COMPLETED", timeout=20,
+               what="a prompt sent after the restart")  # fmt: skip
+    assert "ERROR" not in worker.log()[log_before:]
+    assert TaskRecord.objects.get(pk=after["task_id"]).state == "SUCCESS"
