@@ -142,6 +142,11 @@ CELERY_TASK_DEFAULT_QUEUE = queues.MAINTENANCE
 # A message is acknowledged only after its task ran, and given back if the worker dies.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task whose pool child died (kill -9, out of memory) runs again after its default_retry_delay,
+# counted as a retry: at most max_retries times, then FAILURE (jobs.worker_signals), never a loop.
+# Requeueing alone (the line above) would run a task that kills its child again and again; it
+# remains the fallback if the retry cannot be sent.
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)

@@ -2,16 +2,19 @@
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
+from billiard.process import current_process
 from celery import signals
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from jobs.models import TaskRecord
-from jobs.services import task_record_update
+from jobs.services import task_record_abandon, task_record_update
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
@@ -19,34 +22,34 @@ State = TaskRecord.State
 DATABASE_WAIT_SECONDS = 30
 
 
-def _with_database(*, wait: float = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Run a handler on a working connection; in a pool thread, wait `wait` seconds for the server.
+def _with_database(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a handler on a working connection; where a task runs, wait a while for the server.
 
     A worker keeps its connections for its life, outside any web request: one that a database
     restart broke is found and replaced here, as Django does at each request. The consumer's
-    own thread (received, revoked) must never sleep, so its handlers try once.
+    thread (received, revoked, a prefork parent's view of a lost child) must never sleep, so
+    there a handler tries once; in a pool thread or a prefork child it waits out a restart.
     """
 
-    def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            deadline = time.monotonic() + wait
-            pause = 0.1
-            while True:
-                if not connection.in_atomic_block:
-                    close_old_connections()  # a broken connection is closed; health checks test the next one
-                try:
-                    return handler(*args, **kwargs)
-                except (OperationalError, InterfaceError):
-                    connection.close()
-                    if time.monotonic() + pause > deadline:
-                        raise
-                    time.sleep(pause)
-                    pause = min(pause * 2, 5)
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        consumer = current_process().name == "MainProcess" and threading.current_thread() is threading.main_thread()
+        wait = 0 if consumer else DATABASE_WAIT_SECONDS
+        deadline = time.monotonic() + wait
+        pause = 0.1
+        while True:
+            if not connection.in_atomic_block:
+                close_old_connections()  # a broken connection is closed; health checks test the next one
+            try:
+                return handler(*args, **kwargs)
+            except (OperationalError, InterfaceError):
+                connection.close()
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5)
 
-        return wrapper
-
-    return decorator
+    return wrapper
 
 
 def _error_text(exc: BaseException | None) -> str:
@@ -57,7 +60,7 @@ def _error_text(exc: BaseException | None) -> str:
 
 
 @signals.task_received.connect
-@_with_database()
+@_with_database
 def _on_received(request: Any = None, **_: Any) -> None:
     """Note which worker holds a message before it starts, so its death is noticed too."""
     if request is not None and getattr(request, "hostname", None):
@@ -65,7 +68,7 @@ def _on_received(request: Any = None, **_: Any) -> None:
 
 
 @signals.task_prerun.connect
-@_with_database(wait=DATABASE_WAIT_SECONDS)
+@_with_database
 def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **_: Any) -> None:
     now = timezone.now()
     worker = task.request.hostname or ""
@@ -90,13 +93,13 @@ def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **
 
 
 @signals.task_retry.connect
-@_with_database(wait=DATABASE_WAIT_SECONDS)
+@_with_database
 def _on_retry(request: Any, reason: Any = None, **_: Any) -> None:
     task_record_update(task_id=request.id, state=State.RETRY, error=str(reason or ""))
 
 
 @signals.task_postrun.connect
-@_with_database(wait=DATABASE_WAIT_SECONDS)
+@_with_database
 def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_: Any) -> None:
     now = timezone.now()
     if state == "SUCCESS":
@@ -108,7 +111,25 @@ def _on_postrun(task_id: str, retval: Any = None, state: str | None = None, **_:
         task_record_update(task_id=task_id, state=State.FAILURE, error=_error_text(retval), finished_at=now)
 
 
+@signals.task_failure.connect
+@_with_database
+def _on_worker_lost(sender: Any = None, task_id: str = "", exception: BaseException | None = None, **_: Any) -> None:
+    """A pool child died under a task that has no retry left: end it, with the reason, now.
+
+    Celery retries a task whose child was lost (task_retry_on_worker_lost) until its max_retries;
+    after that it acknowledges the message and says FAILURE here, in the parent, where no
+    task_postrun follows. Without this the record would stay STARTED, held by a live worker.
+    """
+    if not isinstance(exception, WorkerLostError):
+        return
+    runs = getattr(getattr(sender, "request", None), "retries", 0) + 1
+    task_record_abandon(
+        task_id=task_id,
+        reason=f"The worker process running this task was lost (killed or out of memory) {runs} times; gave up.",
+    )
+
+
 @signals.task_revoked.connect
-@_with_database()
+@_with_database
 def _on_revoked(request: Any, **_: Any) -> None:
     task_record_update(task_id=request.id, state=State.REVOKED, finished_at=timezone.now())

@@ -1,7 +1,10 @@
 """Fault tests: break the real servers on purpose and check that nothing accepted is lost."""
 
+import os
+import signal
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -190,3 +193,107 @@ def test_postgres_restart_while_workers_run_completes_every_request_once(
                what="a prompt sent after the restart")  # fmt: skip
     assert "ERROR" not in worker.log()[log_before:]
     assert TaskRecord.objects.get(pk=after["task_id"]).state == "SUCCESS"
+
+
+# A pool child killed mid-task ---------------------------------------------------------------
+# Prompt workers use threads, which have no children: these tests run their own prefork worker
+# on the prompt queues (the shared worker stops taking prompts meanwhile).
+
+
+@pytest.fixture
+def prefork_worker(worker) -> Iterator:
+    from celery import current_app as celery_app
+
+    from conftest import WorkerProcess
+    from jobs import queues
+
+    for queue in queues.PROMPT_QUEUES:
+        celery_app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True)
+    # A provider call of a few seconds, so that there is time to kill the child under it.
+    prefork = WorkerProcess({**worker.env, "AI_TIMEOUT_SECONDS": "10"}, worker.log_path)
+    try:
+        prefork.start(name="prefork", concurrency=2, consume=queues.PROMPT_QUEUES, pool="prefork")
+        yield prefork
+    finally:
+        prefork.stop()
+        for queue in queues.PROMPT_QUEUES:
+            celery_app.control.add_consumer(queue, destination=[worker.node_name], reply=True)
+
+
+def _child_running(node_name: str, task_id: str) -> int | None:
+    """The pid of the pool child running `task_id`, as the worker reports its active tasks."""
+    from celery import current_app as celery_app
+
+    replies = celery_app.control.inspect(destination=[node_name], timeout=2).active() or {}
+    for task in replies.get(node_name, []):
+        if task["id"] == task_id and task.get("worker_pid"):
+            return task["worker_pid"]
+    return None
+
+
+def _prompt_completes(api, text: str) -> None:
+    accepted = api.post("/api/v1/prompts/", {"prompt_text": text}, format="json").json()
+    wait_until(lambda: PromptRequest.objects.get(pk=accepted["id"]).status == "COMPLETED", timeout=30,
+               what=f"prompt {text!r} to complete")  # fmt: skip
+
+
+def test_a_pool_child_killed_mid_task_runs_it_once_more_and_the_worker_keeps_serving(
+    prefork_worker, make_user, client_for, openai_server
+):
+    from prompts.models import PromptResponse
+
+    api = client_for(make_user())
+    marker = f"child {uuid.uuid4().hex[:8]}"
+    accepted = api.post("/api/v1/prompts/", {"prompt_text": f"#delay=3 {marker}"}, format="json").json()
+    child = wait_until(lambda: _child_running(prefork_worker.node_name, accepted["task_id"]), timeout=30,
+                       interval=0.2, what="a pool child to run the prompt")  # fmt: skip
+    wait_until(lambda: openai_server.calls_for(marker) == 1, what="the provider call under way")
+
+    os.kill(child, signal.SIGKILL)  # only the child: the worker's parent process lives on
+
+    ended = PromptRequest.objects.filter(pk=accepted["id"], status__in=["COMPLETED", "FAILED"])
+    final = wait_until(ended.first, timeout=40, interval=0.2, what="the prompt to end after its child was killed")
+    assert final.status == "COMPLETED", final.error
+    assert PromptResponse.objects.filter(request_id=accepted["id"]).count() == 1
+    record = wait_until(lambda: TaskRecord.objects.filter(pk=accepted["task_id"], state="SUCCESS").first(),
+                        what="the task record to end SUCCESS")  # fmt: skip
+    assert record.started_at is not None
+    time.sleep(3)  # longer than the retry delay: a loop would have delivered it again by now
+    assert openai_server.calls_for(marker) == 2  # the killed run and one run again, no more
+    assert prefork_worker.process.poll() is None
+    _prompt_completes(api, f"after a lost child {marker}")
+
+
+def test_a_task_whose_pool_child_dies_every_time_ends_failed_with_the_reason(
+    prefork_worker, make_user, client_for, openai_server, settings
+):
+    from prompts.tasks import process_prompt_request
+
+    api = client_for(make_user())
+    marker = f"poison {uuid.uuid4().hex[:8]}"
+    accepted = api.post("/api/v1/prompts/", {"prompt_text": f"#delay=3 {marker}"}, format="json").json()
+    killed: set[int] = set()
+
+    def kill_each_run() -> PromptRequest | None:
+        request = PromptRequest.objects.filter(pk=accepted["id"], status__in=["COMPLETED", "FAILED"]).first()
+        if request is None:
+            child = _child_running(prefork_worker.node_name, accepted["task_id"])
+            if child and child not in killed:
+                os.kill(child, signal.SIGKILL)  # as a task that runs its child out of memory would
+                killed.add(child)
+        return request
+
+    request = wait_until(kill_each_run, timeout=50, interval=0.1, what="the poisoned prompt to end")
+
+    assert request.status == "FAILED"
+    assert "worker process running this task was lost" in request.error
+    runs = process_prompt_request.max_retries + 1
+    assert len(killed) == runs
+    assert TaskRecord.objects.get(pk=accepted["task_id"]).state == "FAILURE"
+    calls = openai_server.calls_for(marker)
+    assert calls <= runs
+    time.sleep(4)  # longer than the retry delay: nothing is delivered again
+    assert openai_server.calls_for(marker) == calls
+    assert _child_running(prefork_worker.node_name, accepted["task_id"]) is None
+    assert prefork_worker.process.poll() is None
+    _prompt_completes(api, f"after the poisoned one {marker}")
