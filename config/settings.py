@@ -174,8 +174,9 @@ PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 # A record still WAITING or QUEUED this long after its last send is sent again by the sweeper.
 JOBS_RESEND_AFTER_SECONDS = env.int("JOBS_RESEND_AFTER_SECONDS", default=120)
 JOBS_MAX_SENDS = env.int("JOBS_MAX_SENDS", default=5)
-# Workers beat this often; a worker silent for 3 beats is dead and its started tasks are resent.
-JOBS_WORKER_HEARTBEAT_SECONDS = env.float("JOBS_WORKER_HEARTBEAT_SECONDS", default=10)
+# Workers beat this often (jobs/heartbeat.py, read by the sweeper and the dashboard); a worker
+# silent for 3 beats is dead: its received and started tasks are resent, the dashboard drops it.
+JOBS_WORKER_HEARTBEAT_SECONDS = env.float("JOBS_WORKER_HEARTBEAT_SECONDS", default=5)
 # Hold each user's prompts to their tier's in-flight cap, released round robin between users.
 FAIR_SHARE_ENABLED = env.bool("FAIR_SHARE_ENABLED", default=True)
 # How long the staff endpoints wait for workers to answer (a dead worker must not hang the API).

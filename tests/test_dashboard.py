@@ -7,8 +7,8 @@ from django.utils import timezone
 from conftest import wait_until
 from jobs import queues
 from jobs.dashboard import dashboard_data
+from jobs.heartbeat import workers_online
 from jobs.models import TaskRecord
-from jobs.presence import workers_online
 from prompts.models import PromptRequest
 from users.models import User
 

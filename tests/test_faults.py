@@ -97,10 +97,10 @@ def test_worker_killed_with_sigkill_mid_task_loses_nothing_and_answers_once(work
             from django.utils import timezone as tz
 
             from jobs.events import events_redis
-            from jobs.heartbeat import heartbeat_key, worker_alive
+            from jobs.heartbeat import WORKERS_KEY, worker_alive
             from jobs.services import _orphaned
 
-            extra = [(r.worker, worker_alive(r.worker), events_redis().ttl(heartbeat_key(r.worker))) for r in records]
+            extra = [(r.worker, worker_alive(r.worker), events_redis().hget(WORKERS_KEY, r.worker)) for r in records]
             pytest.fail(f"requests: {list(requests)}; unfinished records: "
                         f"{list(records.values('state', 'worker', 'sends', 'updated_at'))} {extra} "
                         f"orphaned={_orphaned(tz.now())} now={tz.now()}")  # fmt: skip
