@@ -10,7 +10,7 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from billiard.process import current_process
 from celery import signals
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from jobs.models import TaskRecord
@@ -23,31 +23,29 @@ DATABASE_WAIT_SECONDS = 30
 
 
 def _with_database(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a handler on a working connection; where a task runs, wait a while for the server.
+    """Run a handler again on a new connection when the database dropped it (a restart).
 
-    A worker keeps its connections for its life, outside any web request: one that a database
-    restart broke is found and replaced here, as Django does at each request. The consumer's
-    thread (received, revoked, a prefork parent's view of a lost child) must never sleep, so
-    there a handler tries once; in a pool thread or a prefork child it waits out a restart.
+    A worker keeps its connections for its life, outside any web request, so one that a
+    restart broke stays broken until someone closes it: here, on the first error, after which
+    the handler runs once more at once. Where a task runs (a pool thread, a prefork child) it
+    then waits up to DATABASE_WAIT_SECONDS for the server; the consumer's thread (received,
+    revoked, a prefork parent's view of a lost child) must never sleep, so there it gives up.
     """
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         consumer = current_process().name == "MainProcess" and threading.current_thread() is threading.main_thread()
-        wait = 0 if consumer else DATABASE_WAIT_SECONDS
-        deadline = time.monotonic() + wait
-        pause = 0.1
+        deadline = time.monotonic() + (0 if consumer else DATABASE_WAIT_SECONDS)
+        pause = 0.0  # the first retry is immediate: often only our connection was dead
         while True:
-            if not connection.in_atomic_block:
-                close_old_connections()  # a broken connection is closed; health checks test the next one
             try:
                 return handler(*args, **kwargs)
             except (OperationalError, InterfaceError):
-                connection.close()
-                if time.monotonic() + pause > deadline:
+                if connection.in_atomic_block or (pause and time.monotonic() + pause > deadline):
                     raise
+                connection.close()
                 time.sleep(pause)
-                pause = min(pause * 2, 5)
+                pause = min(pause * 2, 5) or 0.1
 
     return wrapper
 
