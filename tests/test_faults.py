@@ -68,12 +68,14 @@ def test_worker_killed_with_sigkill_mid_task_loses_nothing_and_answers_once(work
     for queue in queues.PROMPT_QUEUES:  # only the worker we kill takes prompts
         celery_app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True)
     doomed = WorkerProcess(worker.env, worker.log_path)
-    doomed.start(name="doomed", concurrency=16, consume=queues.PROMPT_QUEUES)
     replacement = WorkerProcess(worker.env, worker.log_path)
     try:
         tag = uuid.uuid4().hex[:8]
         ids = [client.post("/api/v1/prompts/", {"prompt_text": f"#delay=1 kill {i} {tag}"}, format="json").json()["id"]
                for i in range(100)]  # fmt: skip
+        # Started once all 100 wait in the queue: on a loaded machine the POSTs are slower than
+        # the worker, and work taken as it arrives would never be ten in flight at once.
+        doomed.start(name="doomed", concurrency=16, consume=queues.PROMPT_QUEUES)
         wait_until(lambda: PromptRequest.objects.filter(pk__in=ids, status="IN_PROGRESS").count() >= 10,
                    timeout=60, what="work in flight")  # fmt: skip
         doomed.process.kill()  # SIGKILL: no warm shutdown, nothing acknowledged or given back
