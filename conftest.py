@@ -93,10 +93,17 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.node_name = ""
 
-    def start(self, *, name: str = "test", concurrency: int = 16, consume: tuple[str, ...] = queues.ALL_QUEUES) -> None:
+    def start(
+        self,
+        *,
+        name: str = "test",
+        concurrency: int = 16,
+        consume: tuple[str, ...] = queues.ALL_QUEUES,
+        pool: str = "threads",
+    ) -> None:
         self.node_name = f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         command = [
-            *(sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "threads", "-c", str(concurrency)),
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "-P", pool, "-c", str(concurrency)),
             *("-Q", ",".join(consume), "-n", self.node_name),
             *("--without-gossip", "--without-mingle", "--loglevel=INFO"),
         ]

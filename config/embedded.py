@@ -258,6 +258,16 @@ def valkey_start(var_dir: Path, *, durable: bool = True) -> None:
     _valkey_start(Path(var_dir).resolve() / "valkey", durable=durable)
 
 
+def postgres_stop(var_dir: Path) -> None:
+    """Stop only the embedded PostgreSQL (fault tests); its data stays."""
+    _postgres_stop(Path(var_dir).resolve() / "postgres")
+
+
+def postgres_start(var_dir: Path, *, durable: bool = True) -> None:
+    """Start only the embedded PostgreSQL again, on its remembered port and data (fault tests)."""
+    _postgres_start(Path(var_dir).resolve() / "postgres", durable=durable)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m config.embedded start|stop|urls [--var DIR]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

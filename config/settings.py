@@ -128,7 +128,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 # Celery -------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' backend, retrying a lost database connection (jobs/results.py): a
+# store that fails inside a task's trace would otherwise leave its message unacknowledged.
+CELERY_RESULT_BACKEND = "jobs.results:RetryingDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 20  # backoff up to 10 s a try: a minute on average, then it fails
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=3600)  # results kept an hour
 CELERY_TASK_SERIALIZER = "json"
@@ -141,6 +145,11 @@ CELERY_TASK_DEFAULT_QUEUE = queues.MAINTENANCE
 # A message is acknowledged only after its task ran, and given back if the worker dies.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task whose pool child died (kill -9, out of memory) runs again after its default_retry_delay,
+# counted as a retry: at most max_retries times, then FAILURE (jobs.worker_signals), never a loop.
+# Requeueing alone (the line above) would run a task that kills its child again and again; it
+# remains the fallback if the retry cannot be sent.
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
@@ -168,8 +177,9 @@ PROMPT_WORKER_CONCURRENCY = env.int("PROMPT_WORKER_CONCURRENCY", default=32)
 # A record still WAITING or QUEUED this long after its last send is sent again by the sweeper.
 JOBS_RESEND_AFTER_SECONDS = env.int("JOBS_RESEND_AFTER_SECONDS", default=120)
 JOBS_MAX_SENDS = env.int("JOBS_MAX_SENDS", default=5)
-# Workers beat this often; a worker silent for 3 beats is dead and its started tasks are resent.
-JOBS_WORKER_HEARTBEAT_SECONDS = env.float("JOBS_WORKER_HEARTBEAT_SECONDS", default=10)
+# Workers beat this often (jobs/heartbeat.py, read by the sweeper and the dashboard); a worker
+# silent for 3 beats is dead: its received and started tasks are resent, the dashboard drops it.
+JOBS_WORKER_HEARTBEAT_SECONDS = env.float("JOBS_WORKER_HEARTBEAT_SECONDS", default=5)
 # Hold each user's prompts to their tier's in-flight cap, released round robin between users.
 FAIR_SHARE_ENABLED = env.bool("FAIR_SHARE_ENABLED", default=True)
 # How long the staff endpoints wait for workers to answer (a dead worker must not hang the API).

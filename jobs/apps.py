@@ -9,7 +9,7 @@ class JobsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         post_migrate.connect(_ensure_periodic_jobs, sender=self)
-        from jobs import heartbeat, presence, queues, worker_signals  # noqa: F401  (connects Celery's signals)
+        from jobs import heartbeat, queues, worker_signals  # noqa: F401  (connects Celery's signals)
         from jobs.schedules import PeriodicJob, periodic_job_register
 
         for job in [

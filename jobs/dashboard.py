@@ -4,7 +4,7 @@ Task rates, durations and failures read finished records through the `(state, fi
 index, over a bounded window (rates: only the minutes not counted yet, see `task_rates`;
 durations and failures: the last hour); "right now" counts read the few unfinished records
 through `(state, updated_at)`; queues come from the broker, workers from their own heartbeat
-lines (`jobs/presence.py`), beat from its last tick. Domain apps add panels of their own
+lines (`jobs/heartbeat.py`), beat from its last tick. Domain apps add panels of their own
 (`dashboard_panel_register`, e.g. usage by tier) without jobs importing them.
 """
 
@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from jobs import queues
 from jobs.beat import beat_last_tick
+from jobs.heartbeat import workers_online
 from jobs.models import TaskRecord
-from jobs.presence import workers_online
 from jobs.selectors import queue_lengths
 from jobs.services import task_retry_possible
 

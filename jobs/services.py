@@ -148,11 +148,13 @@ def task_partial_text_publish(*, task_id: str | uuid.UUID, text: str) -> None:
     event_publish(task_id, {"partial_text": text})
 
 
-def _give_up(record: TaskRecord, reason: str) -> None:
-    updated = task_record_update(task_id=record.id, state=State.FAILURE, error=reason, finished_at=timezone.now())
-    if updated:
-        record.refresh_from_db()
-        task_record_abandoned.send(sender=TaskRecord, record=record, reason=reason)
+def task_record_abandon(*, task_id: str | uuid.UUID, reason: str) -> bool:
+    """End an unfinished record FAILURE with `reason` and tell its app (which ends its row FAILED)."""
+    if not task_record_update(task_id=task_id, state=State.FAILURE, error=reason, finished_at=timezone.now()):
+        return False
+    record = TaskRecord.objects.get(pk=task_id)
+    task_record_abandoned.send(sender=TaskRecord, record=record, reason=reason)
+    return True
 
 
 def _orphaned(now: Any) -> list[TaskRecord]:
@@ -184,7 +186,7 @@ def task_records_sweep() -> dict[str, int]:
     stranded = [*stranded, *_orphaned(now)]
     for record in stranded:
         if record.sends >= settings.JOBS_MAX_SENDS:
-            _give_up(record, f"Gave up after {record.sends} deliveries without a result.")
+            task_record_abandon(task_id=record.id, reason=f"Gave up after {record.sends} deliveries without a result.")
             counts["failed"] += 1
             continue
         # Back to WAITING first, so a worker that still holds it cannot be overwritten later.

@@ -39,6 +39,7 @@ class PromptTask(Task):
     retry_backoff_max=60,
     retry_jitter=True,
     max_retries=5,
+    default_retry_delay=2,  # after its pool child was lost (task_retry_on_worker_lost); backoff otherwise
 )
 def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None:
     """Call the provider for one request and store its response."""

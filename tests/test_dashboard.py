@@ -10,8 +10,8 @@ from ai.models import ProviderBudget
 from conftest import wait_until
 from jobs import queues
 from jobs.dashboard import dashboard_data
+from jobs.heartbeat import workers_online
 from jobs.models import TaskRecord
-from jobs.presence import workers_online
 from prompts.models import PromptRequest
 from prompts.services import prompt_request_create
 from users.models import User
