@@ -25,6 +25,7 @@ from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repa
 from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
+from jobs.selectors import queue_lengths
 from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
@@ -175,11 +176,16 @@ def task_records_sweep() -> dict[str, int]:
     # A queued message may simply wait behind others; only a long silence means it was lost.
     queued_before = now - timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2)
     silent_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    # A message a worker took and died with before it could note receiving it is in no queue and
+    # held by nobody (Redis gives it back only after the visibility timeout): once its queue has
+    # drained, a record that stayed QUEUED with no worker for JOBS_RESEND_AFTER_SECONDS was lost.
+    drained = [name for name, length in queue_lengths().items() if length == 0]
     stranded = TaskRecord.objects.filter(
         # Fair-share records wait for their turn on purpose; fair_release sends them.
         Q(state=State.WAITING, fair_share=False, updated_at__lt=resend_before)
         | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent
         | Q(state=State.QUEUED, updated_at__lt=queued_before)
+        | Q(state=State.QUEUED, worker="", queue__in=drained, updated_at__lt=resend_before)
         | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
     ).order_by("updated_at")[:1000]
     counts = {"resent": 0, "failed": 0, "unsent": 0}

@@ -20,6 +20,7 @@ from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.services import task_records_sweep
 from prompts.models import PromptRequest, PromptResponse
+from prompts.services import prompt_request_create
 from users.models import UsageDaily, User
 
 SPEC_JOBS = {
@@ -235,6 +236,30 @@ def test_the_sweeper_finds_a_request_whose_dispatch_was_lost_and_completes_it(wo
 
     wait_until(lambda: PromptRequest.objects.get(pk=request.pk).status == "COMPLETED", what="the swept request")
     assert PromptResponse.objects.filter(request=request).count() == 1
+
+
+def test_the_sweeper_resends_a_message_a_worker_took_and_died_with_before_noting_it(worker, make_user):
+    """The message left the queue, no worker recorded receiving it: lost until the visibility timeout."""
+    user = make_user()
+    for queue in queues.PROMPT_QUEUES:  # nobody takes prompts for now
+        celery_app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True)
+    try:
+        request = prompt_request_create(user=user, prompt_text=f"taken and lost {uuid.uuid4().hex}")
+        record_id = request.task_id
+        wait_until(lambda: TaskRecord.objects.get(pk=record_id).state == "QUEUED", what="the send")
+        with celery_app.connection_for_write() as conn:  # as a worker that fetched it and died at once
+            channel = conn.default_channel
+            for queue in queues.PROMPT_QUEUES:
+                channel.client.delete(queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps[1:]))
+        TaskRecord.objects.filter(pk=record_id).update(updated_at=timezone.now() - timedelta(minutes=3))
+
+        assert task_records_sweep()["resent"] == 1
+    finally:
+        for queue in queues.PROMPT_QUEUES:
+            celery_app.control.add_consumer(queue, destination=[worker.node_name], reply=True)
+
+    wait_until(lambda: PromptRequest.objects.get(pk=request.pk).status == "COMPLETED", what="the resent request")
+    assert TaskRecord.objects.get(pk=record_id).sends == 2
 
 
 def test_two_beats_at_once_send_each_due_job_once_per_period(worker, tmp_path):
