@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from redis import Redis
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,17 @@ class _FailOpen:
         except Exception as exc:  # the cache (Redis) is down
             logger.warning("rate limit not checked, cache unavailable: %s", exc)
             return True
+
+
+_client: Redis | None = None
+
+
+def _redis() -> Redis:
+    """One client per process on the cache's Redis (Django's cache builds a new client per call)."""
+    global _client
+    if _client is None:
+        _client = Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=5)
+    return _client
 
 
 class _WindowCounter:
@@ -44,7 +56,7 @@ class _WindowCounter:
         if key is None:
             return True
         key = cache.make_key(f"{key}:count")  # not the list DRF's own throttles kept under `key`
-        pipe = cache._cache.get_client(write=True).pipeline(transaction=False)  # Django's RedisCache client
+        pipe = _redis().pipeline(transaction=False)
         pipe.set(key, 0, ex=self.duration, nx=True)
         pipe.incr(key)
         pipe.ttl(key)

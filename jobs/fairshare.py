@@ -29,39 +29,63 @@ GO = "go"  # the lane was idle with a free slot: counted in flight, created QUEU
 READY = "ready"  # others of the lane wait and a slot is free (a release is due): fair_release after commit
 FULL = "full"  # the lane's slots are taken: one of its records finishing releases the next
 
-_ENQUEUE_SQL = """
-    WITH front AS (  -- the current front of the round: the lowest pass among lanes with work waiting
+# Counts a new record in its owner's lane: a lane with nothing waiting and a free slot takes
+# its turn at once (in flight, pass advanced); otherwise the record is counted as waiting.
+_LANE_ENQUEUE_SQL = """
+    front AS (  -- the current front of the round: the lowest pass among lanes with work waiting
         SELECT COALESCE(min(pass_value), 0) AS pass_value FROM jobs_fairlane WHERE queue = %(queue)s AND waiting > 0
+    ), lane AS (
+        INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
+        SELECT %(queue)s, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now() FROM front
+        ON CONFLICT (queue, owner_id) DO UPDATE SET
+            waiting = jobs_fairlane.waiting + CASE WHEN {free} THEN 0 ELSE 1 END,
+            in_flight = jobs_fairlane.in_flight + CASE WHEN {free} THEN 1 ELSE 0 END,
+            cap = EXCLUDED.cap,
+            weight = EXCLUDED.weight,
+            pass_value = CASE WHEN jobs_fairlane.waiting = 0
+                              THEN GREATEST(jobs_fairlane.pass_value, (SELECT pass_value FROM front))
+                              ELSE jobs_fairlane.pass_value END
+                         + CASE WHEN {free} THEN 1.0 / EXCLUDED.weight ELSE 0 END,
+            updated_at = now()
+        RETURNING waiting, in_flight, cap
     )
-    INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
-    SELECT %(queue)s, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now() FROM front
-    ON CONFLICT (queue, owner_id) DO UPDATE SET
-        waiting = jobs_fairlane.waiting + CASE WHEN {free} THEN 0 ELSE 1 END,
-        in_flight = jobs_fairlane.in_flight + CASE WHEN {free} THEN 1 ELSE 0 END,
-        cap = EXCLUDED.cap,
-        weight = EXCLUDED.weight,
-        pass_value = CASE WHEN jobs_fairlane.waiting = 0
-                          THEN GREATEST(jobs_fairlane.pass_value, (SELECT pass_value FROM front))
-                          ELSE jobs_fairlane.pass_value END
-                     + CASE WHEN {free} THEN 1.0 / EXCLUDED.weight ELSE 0 END,
-        updated_at = now()
-    RETURNING waiting, in_flight, cap
 """.format(free="(jobs_fairlane.waiting = 0 AND jobs_fairlane.in_flight < EXCLUDED.cap)")
 
 
-def lane_enqueue(*, owner_id: int, queue: str, cap: int, weight: int) -> str:
-    """Count a new record in the owner's lane (inside the dispatching transaction): GO, READY or FULL.
+def fair_record_create(record: TaskRecord, *, cap: int, weight: int) -> str:
+    """Insert a fair-share `record` (unsaved) and count it in its owner's lane: GO, READY or FULL.
 
-    A lane with nothing waiting and a free slot takes its turn at once (GO): the record is counted
-    in flight and its pass advances, as `fair_release` would do right after the commit, but
-    without a transaction of its own. Caps are per lane, so taking a free slot of one's own lane
-    holds back no other owner. A lane that was idle rejoins at the current front of the round
-    (the lowest pass among lanes with work waiting), so time spent idle is not saved up as a
-    burst of turns.
+    One statement inside the dispatching transaction: the lane's upsert decides, under the
+    lane's row lock, whether the record takes its turn at once (GO: inserted QUEUED and counted
+    in flight, its pass advanced, as `fair_release` would do right after the commit, but without
+    a transaction of its own) or waits (inserted WAITING). Caps are per lane, so taking a free
+    slot of one's own lane holds back no other owner. A lane that was idle rejoins at the current
+    front of the round (the lowest pass among lanes with work waiting), so time spent idle is not
+    saved up as a burst of turns.
+    """
+    fields = [field for field in record._meta.concrete_fields if field.column != "state"]
+    params: dict[str, object] = {
+        "queue": record.queue,
+        "owner": record.owner_id,
+        "cap": max(1, cap),
+        "weight": max(1, weight),
+    }
+    for number, field in enumerate(fields):  # as the ORM would save them (defaults, auto_now, JSON)
+        params[f"v{number}"] = field.get_db_prep_save(field.pre_save(record, True), connection)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    values = ", ".join(f"%(v{number})s" for number in range(len(fields)))
+    sql = f"""
+        WITH {_LANE_ENQUEUE_SQL}, record AS (
+            INSERT INTO jobs_taskrecord ({columns}, state)
+            VALUES ({values}, (SELECT CASE WHEN waiting = 0 THEN 'QUEUED' ELSE 'WAITING' END FROM lane))
+            RETURNING state
+        )
+        SELECT lane.waiting, lane.in_flight, lane.cap, record.state FROM lane, record
     """
     with connection.cursor() as cursor:
-        cursor.execute(_ENQUEUE_SQL, {"queue": queue, "owner": owner_id, "cap": max(1, cap), "weight": max(1, weight)})
-        waiting, in_flight, cap_now = cursor.fetchone()
+        cursor.execute(sql, params)
+        waiting, in_flight, cap_now, record.state = cursor.fetchone()
+    record._state.adding, record._state.db = False, connection.alias
     if waiting == 0:  # nothing was added to `waiting`: the new record took a slot
         return GO
     return READY if in_flight < cap_now else FULL

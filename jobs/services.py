@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from jobs.events import event_publish
 from jobs.exceptions import RetryRefused
-from jobs.fairshare import GO, READY, fair_release, fair_send, lane_enqueue, lane_finished, lanes_repair
+from jobs.fairshare import GO, READY, fair_record_create, fair_release, fair_send, lane_finished, lanes_repair
 from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
@@ -51,8 +51,7 @@ def task_dispatch(
     `task_id` lets the caller store the id on its own row before the record exists.
     """
     fair = bool(settings.FAIR_SHARE_ENABLED and max_in_flight and owner is not None)
-    turn = lane_enqueue(owner_id=owner.pk, queue=queue, cap=max_in_flight, weight=weight) if fair else None
-    record = TaskRecord.objects.create(
+    record = TaskRecord(
         id=task_id or uuid.uuid4(),
         name=name,
         queue=queue,
@@ -62,10 +61,14 @@ def task_dispatch(
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         fair_share=fair,
-        # Its turn came at once: released in this transaction, sent after commit (the sweeper
-        # resends a QUEUED record that was never sent, as after any release).
-        state=State.QUEUED if turn == GO else State.WAITING,
     )
+    turn = None
+    if fair:
+        # Inserted QUEUED when its turn comes at once (released in this transaction, sent after
+        # commit; the sweeper resends a QUEUED record that was never sent, as after any release).
+        turn = fair_record_create(record, cap=max_in_flight, weight=weight)
+    else:
+        record.save(force_insert=True)
     if turn == GO:
         transaction.on_commit(partial(fair_send, record), robust=True)
     elif turn == READY:

@@ -65,7 +65,7 @@ def test_finishing_inside_an_open_transaction_sends_only_after_it_commits(transa
 
 def test_a_waiting_record_revoked_gives_its_place_back_without_a_release(transactional_db, broker, make_user):
     user = make_user()
-    first, second = dispatch(user, 2)
+    _, second = dispatch(user, 2)
 
     task_record_update(task_id=second.pk, state="REVOKED", finished_at=timezone.now())
 
