@@ -111,12 +111,18 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         event_publish(task_id, fields)
         # At once unless the caller's own transaction is still open: never sent before a commit.
         if released is not None:
-            transaction.on_commit(partial(fair_send, released), robust=True)
+            transaction.on_commit(partial(_released_send, released), robust=True)
         elif catch_up:
             transaction.on_commit(partial(fair_release, queue=before["queue"]), robust=True)
         return 1
     logger.error("task %s: could not record final state %s", task_id, fields.get("state"))
     return 0
+
+
+def _released_send(record: TaskRecord) -> None:
+    """Publish that a record claimed by `lane_finished` is QUEUED, then send it."""
+    event_publish(record.id, {"state": State.QUEUED})
+    fair_send(record)
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
