@@ -17,12 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 
+class ServerClosed(ConnectionError):
+    """The server closed the connection without answering (uvicorn ends idle keep-alives after 5 s)."""
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> int:
     """Send one request, read the whole answer; its status."""
     writer.write(payload)
     status_line = await reader.readline()
     if not status_line:
-        raise ConnectionError("connection closed by the server")
+        raise ServerClosed("connection closed by the server before answering")
     length = 0
     while True:
         line = await reader.readline()
@@ -90,14 +94,20 @@ async def _closed_loop(args: argparse.Namespace, results: Results, stop_at: floa
 
 async def _open_loop(args: argparse.Namespace, results: Results, started: float, stop_at: float) -> None:
     payloads = _requests(args)
-    idle: asyncio.Queue = asyncio.Queue()
+    idle: asyncio.LifoQueue = asyncio.LifoQueue()  # the connection used last is the one least likely closed
     for _ in range(args.connections):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", args.port))
 
     async def one(due: float) -> None:
         reader, writer = await idle.get()  # waiting for a free connection counts as latency
+        payload = next(payloads)
         try:
-            status = await _exchange(reader, writer, next(payloads))
+            try:
+                status = await _exchange(reader, writer, payload)
+            except (ServerClosed, ConnectionResetError, BrokenPipeError):  # an idle keep-alive the server closed
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+                status = await _exchange(reader, writer, payload)
         except (ConnectionError, asyncio.IncompleteReadError):
             writer.close()
             results.add(due, None)

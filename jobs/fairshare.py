@@ -8,6 +8,7 @@ release more than the cap allows. Cost per release: an index look-up of the read
 the lane's oldest waiting record, independent of how much is waiting.
 """
 
+import json
 import logging
 from datetime import timedelta
 
@@ -16,41 +17,87 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs.models import FairLane, TaskRecord
+from jobs.sending import task_message_send
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
 IN_FLIGHT_STATES = (State.QUEUED, State.STARTED, State.PROGRESS, State.RETRY)
 
 
-def lane_enqueue(*, owner_id: int, queue: str, cap: int, weight: int) -> None:
-    """Count one more waiting record in the owner's lane (inside the dispatching transaction).
+# What the dispatching transaction does with a new fair record, decided under the lane's lock.
+GO = "go"  # the lane was idle with a free slot: counted in flight, created QUEUED, sent after commit
+READY = "ready"  # others of the lane wait and a slot is free (a release is due): fair_release after commit
+FULL = "full"  # the lane's slots are taken: one of its records finishing releases the next
 
-    A lane that was idle rejoins at the current front of the round (the lowest pass among lanes
-    with work waiting), so time spent idle is not saved up as a burst of turns.
+# Counts a new record in its owner's lane: a lane with nothing waiting and a free slot takes
+# its turn at once (in flight, pass advanced); otherwise the record is counted as waiting.
+_LANE_ENQUEUE_SQL = """
+    front AS (  -- the current front of the round: the lowest pass among lanes with work waiting
+        SELECT COALESCE(min(pass_value), 0) AS pass_value FROM jobs_fairlane WHERE queue = %(queue)s AND waiting > 0
+    ), lane AS (
+        INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
+        SELECT %(queue)s, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now() FROM front
+        ON CONFLICT (queue, owner_id) DO UPDATE SET
+            waiting = jobs_fairlane.waiting + CASE WHEN {free} THEN 0 ELSE 1 END,
+            in_flight = jobs_fairlane.in_flight + CASE WHEN {free} THEN 1 ELSE 0 END,
+            cap = EXCLUDED.cap,
+            weight = EXCLUDED.weight,
+            pass_value = CASE WHEN jobs_fairlane.waiting = 0
+                              THEN GREATEST(jobs_fairlane.pass_value, (SELECT pass_value FROM front))
+                              ELSE jobs_fairlane.pass_value END
+                         + CASE WHEN {free} THEN 1.0 / EXCLUDED.weight ELSE 0 END,
+            updated_at = now()
+        RETURNING waiting, in_flight, cap
+    )
+""".format(free="(jobs_fairlane.waiting = 0 AND jobs_fairlane.in_flight < EXCLUDED.cap)")
+
+
+def fair_record_create(record: TaskRecord, *, cap: int, weight: int) -> str:
+    """Insert a fair-share `record` (unsaved) and count it in its owner's lane: GO, READY or FULL.
+
+    One statement inside the dispatching transaction: the lane's upsert decides, under the
+    lane's row lock, whether the record takes its turn at once (GO: inserted QUEUED and counted
+    in flight, its pass advanced, as `fair_release` would do right after the commit, but without
+    a transaction of its own) or waits (inserted WAITING). Caps are per lane, so taking a free
+    slot of one's own lane holds back no other owner. A lane that was idle rejoins at the current
+    front of the round (the lowest pass among lanes with work waiting), so time spent idle is not
+    saved up as a burst of turns.
+    """
+    fields = [field for field in record._meta.concrete_fields if field.column != "state"]
+    params: dict[str, object] = {
+        "queue": record.queue,
+        "owner": record.owner_id,
+        "cap": max(1, cap),
+        "weight": max(1, weight),
+    }
+    for number, field in enumerate(fields):  # as the ORM would save them (defaults, auto_now, JSON)
+        params[f"v{number}"] = field.get_db_prep_save(field.pre_save(record, True), connection)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    values = ", ".join(f"%(v{number})s" for number in range(len(fields)))
+    sql = f"""
+        WITH {_LANE_ENQUEUE_SQL}, record AS (
+            INSERT INTO jobs_taskrecord ({columns}, state)
+            VALUES ({values}, (SELECT CASE WHEN waiting = 0 THEN 'QUEUED' ELSE 'WAITING' END FROM lane))
+            RETURNING state
+        )
+        SELECT lane.waiting, lane.in_flight, lane.cap, record.state FROM lane, record
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
-            VALUES (%(queue)s, %(owner)s, 1, 0, %(cap)s, %(weight)s,
-                    COALESCE((SELECT min(pass_value) FROM jobs_fairlane WHERE queue = %(queue)s AND waiting > 0), 0),
-                    now())
-            ON CONFLICT (queue, owner_id) DO UPDATE SET
-                waiting = jobs_fairlane.waiting + 1,
-                cap = EXCLUDED.cap,
-                weight = EXCLUDED.weight,
-                pass_value = CASE WHEN jobs_fairlane.waiting = 0
-                                  THEN GREATEST(jobs_fairlane.pass_value, EXCLUDED.pass_value)
-                                  ELSE jobs_fairlane.pass_value END,
-                updated_at = now()
-            """,
-            {"queue": queue, "owner": owner_id, "cap": max(1, cap), "weight": max(1, weight)},
-        )
+        cursor.execute(sql, params)
+        waiting, in_flight, cap_now, record.state = cursor.fetchone()
+    record._state.adding, record._state.db = False, connection.alias
+    if waiting == 0:  # nothing was added to `waiting`: the new record took a slot
+        return GO
+    return READY if in_flight < cap_now else FULL
 
 
 def fair_release(*, queue: str, most: int = 100) -> int:
-    """Send what the caps allow in `queue`, one owner's turn at a time; returns how many were sent."""
-    from jobs.services import task_record_send, task_record_update
+    """Send what the caps allow in `queue`, one owner's turn at a time; returns how many were sent.
+
+    The regular path releases without it (a record that finds a free slot goes at once, a
+    finishing record releases its lane's next one); this catches up after drift or a failed send.
+    """
+    from jobs.services import task_record_update
 
     released = 0
     while released < most:
@@ -78,18 +125,80 @@ def fair_release(*, queue: str, most: int = 100) -> int:
             lane.in_flight += 1
             lane.pass_value += 1.0 / lane.weight
             lane.save(update_fields=["waiting", "in_flight", "pass_value", "updated_at"])
-        if not task_record_send(record_id=record.id):  # broker down: give the turn back, stop
-            FairLane.objects.filter(pk=lane.pk).update(waiting=F("waiting") + 1, in_flight=F("in_flight") - 1)
+        if not fair_send(record):  # broker down: the turn was given back; stop
             return released
         released += 1
     return released
 
 
-def lane_finished(*, owner_id: int, queue: str, was_waiting: bool) -> None:
-    """A fair record ended: free its slot (or its place in line) and release the next turn."""
+def fair_send(record: TaskRecord) -> bool:
+    """Send a released record; if the broker refuses, give its turn back (it waits again)."""
+    if task_message_send(record):
+        return True
+    FairLane.objects.filter(queue=record.queue, owner_id=record.owner_id, in_flight__gt=0).update(
+        waiting=F("waiting") + 1, in_flight=F("in_flight") - 1
+    )
+    return False
+
+
+# Frees a slot (or a place in line) of a lane, under its row lock; a statement of its own, so
+# that the release that follows reads with a snapshot taken after the lock was granted and so
+# sees every record a dispatch holding the lock had committed.
+_FREE_SQL = """
+    UPDATE jobs_fairlane
+       SET {field} = GREATEST({field} - 1, 0), updated_at = now()
+     WHERE queue = %(queue)s AND owner_id = %(owner)s
+ RETURNING waiting, in_flight, cap
+"""
+
+# Releases the lane's oldest waiting record (the lane's row is already locked by _FREE_SQL).
+_RELEASE_NEXT_SQL = """
+    WITH next AS (
+        SELECT id FROM jobs_taskrecord
+         WHERE owner_id = %(owner)s AND queue = %(queue)s AND state = 'WAITING' AND fair_share
+      ORDER BY created_at
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED
+    ), released AS (
+        UPDATE jobs_taskrecord AS record SET state = 'QUEUED', updated_at = now()
+          FROM next WHERE record.id = next.id
+     RETURNING record.id, record.name, record.args, record.kwargs, record.request_id
+    ), lane AS (
+        UPDATE jobs_fairlane
+           SET waiting = GREATEST(waiting - 1, 0), in_flight = in_flight + 1,
+               pass_value = pass_value + 1.0 / weight, updated_at = now()
+         WHERE queue = %(queue)s AND owner_id = %(owner)s AND EXISTS (SELECT 1 FROM released)
+    )
+    SELECT id, name, args, kwargs, request_id FROM released
+"""
+
+
+def lane_finished(*, owner_id: int, queue: str, was_waiting: bool) -> tuple[TaskRecord | None, bool]:
+    """A fair record ended: free its slot (or its place in line) and claim the lane's next record.
+
+    Call it in the transaction that writes the final state. Returns (released, catch_up): the
+    released record is QUEUED and must be sent (`fair_send`) after that transaction commits;
+    `catch_up` says a slot is free and work counted as waiting but none could be claimed (the
+    counter drifted), for `fair_release` to sort out after the commit. Only the lane's own next
+    record can take the slot (caps are per lane), so this is the release `fair_release` would make.
+    """
     field = "waiting" if was_waiting else "in_flight"
-    FairLane.objects.filter(queue=queue, owner_id=owner_id, **{f"{field}__gt": 0}).update(**{field: F(field) - 1})
-    fair_release(queue=queue)
+    params = {"queue": queue, "owner": owner_id}
+    with connection.cursor() as cursor:
+        cursor.execute(_FREE_SQL.format(field=field), params)
+        lane = cursor.fetchone()
+        if lane is None or lane[0] == 0 or lane[1] >= lane[2]:  # nothing waits, or no slot is free
+            return None, False
+        cursor.execute(_RELEASE_NEXT_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, True
+    record_id, name, args, kwargs, request_id = row
+    args, kwargs = (json.loads(v) if isinstance(v, str) else v for v in (args, kwargs))  # jsonb arrives as text
+    released = TaskRecord(
+        id=record_id, name=name, args=args, kwargs=kwargs, queue=queue, owner_id=owner_id, request_id=request_id
+    )
+    return released, False
 
 
 def lanes_repair(*, idle_seconds: int = 60) -> tuple[int, int]:

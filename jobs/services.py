@@ -10,32 +10,28 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from common.logs import request_id_get
 from jobs.events import event_publish
 from jobs.exceptions import RetryRefused
-from jobs.fairshare import fair_release, lane_enqueue, lane_finished, lanes_repair
+from jobs.fairshare import GO, READY, fair_record_create, fair_release, fair_send, lane_finished, lanes_repair
 from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.selectors import queue_lengths
+from jobs.sending import task_message_send, task_record_send
 from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
-
-# The message header that carries the request id to the worker (jobs/worker_signals.py binds it).
-TASK_REQUEST_ID_HEADER = "request_id"
-
-# Publishing to a broker that is down must fail fast: the sweeper sends the record later.
-SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 def task_dispatch(
@@ -48,15 +44,17 @@ def task_dispatch(
     target: models.Model | None = None,
     max_in_flight: int | None = None,
     weight: int = 1,
+    task_id: uuid.UUID | None = None,
 ) -> TaskRecord:
     """Record task `name` and send it to `queue` once the current transaction commits.
 
     With `max_in_flight` (and an owner), the record waits its owner's turn instead: at most that
     many of the owner's records run at once, released round robin between owners by `weight`.
+    `task_id` lets the caller store the id on its own row before the record exists.
     """
     fair = bool(settings.FAIR_SHARE_ENABLED and max_in_flight and owner is not None)
-    record = TaskRecord.objects.create(
-        id=uuid.uuid4(),
+    record = TaskRecord(
+        id=task_id or uuid.uuid4(),
         name=name,
         queue=queue,
         args=list(args or []),
@@ -67,41 +65,20 @@ def task_dispatch(
         fair_share=fair,
         request_id=request_id_get(),  # travels with the message, however late it is sent
     )
+    turn = None
     if fair:
-        lane_enqueue(owner_id=owner.pk, queue=queue, cap=max_in_flight, weight=weight)
-        transaction.on_commit(lambda: fair_release(queue=queue), robust=True)
+        # Inserted QUEUED when its turn comes at once (released in this transaction, sent after
+        # commit; the sweeper resends a QUEUED record that was never sent, as after any release).
+        turn = fair_record_create(record, cap=max_in_flight, weight=weight)
     else:
-        transaction.on_commit(lambda: task_record_send(record_id=record.id), robust=True)
+        record.save(force_insert=True)
+    if turn == GO:
+        transaction.on_commit(partial(fair_send, record), robust=True)
+    elif turn == READY:
+        transaction.on_commit(lambda: fair_release(queue=queue), robust=True)
+    elif not fair:
+        transaction.on_commit(partial(task_message_send, record), robust=True)
     return record
-
-
-def task_record_send(*, record_id: uuid.UUID) -> bool:
-    """Send a WAITING or QUEUED record's message; False (record left to the sweeper) on failure."""
-    record = TaskRecord.objects.filter(pk=record_id, state__in=TaskRecord.UNSENT_STATES).first()
-    if record is None:
-        return False
-    try:
-        current_app.send_task(
-            record.name,
-            args=record.args,
-            kwargs=record.kwargs,
-            task_id=str(record.id),
-            queue=record.queue,
-            headers={TASK_REQUEST_ID_HEADER: record.request_id},  # "" too: never another request's
-            retry=True,
-            retry_policy=SEND_RETRY_POLICY,
-        )
-    except Exception as exc:  # kombu raises many kinds (OperationalError, OSError, ...)
-        logger.warning("task %s not sent, the sweeper will retry: %s", record.id, exc)
-        TaskRecord.objects.filter(pk=record.id, state__in=TaskRecord.UNSENT_STATES).update(
-            state=State.WAITING, updated_at=timezone.now()
-        )
-        return False
-    # Only WAITING moves to QUEUED: a fast worker may already have marked it STARTED.
-    TaskRecord.objects.filter(pk=record.id).update(sends=F("sends") + 1, sent_at=timezone.now())
-    if TaskRecord.objects.filter(pk=record.id, state=State.WAITING).update(state=State.QUEUED):
-        event_publish(record.id, {"state": State.QUEUED})
-    return True
 
 
 def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = True, **fields: Any) -> int:
@@ -109,6 +86,8 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
 
     A fair-share record that ends frees its lane's slot exactly once: the final transition is
     made from the state read just before, so of two concurrent final updates only one counts.
+    The slot is freed and the lane's next record released in the transaction that writes the
+    final state; that record is sent after the commit.
     """
     fields.setdefault("updated_at", timezone.now())
     if fields.get("state") not in TaskRecord.FINAL_STATES:
@@ -123,15 +102,30 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         before = TaskRecord.objects.filter(pk=task_id).values("state", "fair_share", "owner_id", "queue").first()
         if before is None or (only_if_not_final and before["state"] in TaskRecord.FINAL_STATES):
             return 0
-        if TaskRecord.objects.filter(pk=task_id, state=before["state"]).update(**fields):
-            event_publish(task_id, fields)
-            if before["fair_share"] and before["owner_id"]:
-                lane_finished(
+        fair = before["fair_share"] and before["owner_id"]
+        released, catch_up = None, False
+        with transaction.atomic():
+            if not TaskRecord.objects.filter(pk=task_id, state=before["state"]).update(**fields):
+                continue
+            if fair:
+                released, catch_up = lane_finished(
                     owner_id=before["owner_id"], queue=before["queue"], was_waiting=before["state"] == "WAITING"
                 )
-            return 1
+        event_publish(task_id, fields)
+        # At once unless the caller's own transaction is still open: never sent before a commit.
+        if released is not None:
+            transaction.on_commit(partial(_released_send, released), robust=True)
+        elif catch_up:
+            transaction.on_commit(partial(fair_release, queue=before["queue"]), robust=True)
+        return 1
     logger.error("task %s: could not record final state %s", task_id, fields.get("state"))
     return 0
+
+
+def _released_send(record: TaskRecord) -> None:
+    """Publish that a record claimed by `lane_finished` is QUEUED, then send it."""
+    event_publish(record.id, {"state": State.QUEUED})
+    fair_send(record)
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:

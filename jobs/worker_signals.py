@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from common.logs import log_context_bind, request_id_get
 from jobs.models import TaskRecord
-from jobs.services import TASK_REQUEST_ID_HEADER, task_record_abandon, task_record_update
+from jobs.sending import TASK_REQUEST_ID_HEADER
+from jobs.services import task_record_abandon, task_record_update
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State

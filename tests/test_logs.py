@@ -102,3 +102,28 @@ def test_a_request_is_followed_by_its_id_from_the_api_to_the_worker_and_its_webh
     [posted] = receiver.received("/ok")
     assert posted.headers["X-Request-ID"] == request_id
     assert TaskRecord.objects.get(pk=task_id).request_id == request_id
+
+
+def test_a_request_held_back_by_its_users_cap_keeps_its_id_when_released(worker, make_user, client_for):
+    from users.models import Tier
+
+    user = make_user()
+    user.tier = Tier.objects.create(slug=f"one-{uuid.uuid4().hex[:6]}", name="One", max_in_flight=1)
+    user.save(update_fields=["tier"])
+    client = client_for(user)
+    log_start = len(worker.log())
+    ids = [f"held-{n}-{uuid.uuid4().hex[:8]}" for n in range(2)]
+
+    first, second = (
+        client.post("/api/v1/prompts/", {"prompt_text": f"#delay=0.5 {n}"}, format="json", HTTP_X_REQUEST_ID=rid)
+        for n, rid in enumerate(ids)
+    )
+    second_task = second.json()["task_id"]
+    assert TaskRecord.objects.get(pk=second_task).state == "WAITING"  # released when the first ends
+    assert wait_task_final(client, second_task)["state"] == "SUCCESS"
+
+    lines = wait_until(
+        lambda: [line for line in _json_lines(worker.log()[log_start:]) if line.get("task_id") == second_task],
+        what="the released task's log lines",
+    )
+    assert {line["request_id"] for line in lines} == {ids[1]} and first.status_code == 202

@@ -107,14 +107,21 @@ def daily_quota_consume(*, user: User) -> int:
     tier = user_tier(user)
     today = usage_day()
     with connection.cursor() as cursor:
+        # One round trip: the conditional UPDATE and, only when it admitted the request, the
+        # day's usage row (same lock order as before: the user's row, then the usage row).
         cursor.execute(
-            """
-            UPDATE users_user
-               SET requests_today = CASE WHEN usage_date = %(today)s THEN requests_today + 1 ELSE 1 END,
-                   tokens_today = CASE WHEN usage_date = %(today)s THEN tokens_today ELSE 0 END,
-                   usage_date = %(today)s
-             WHERE id = %(id)s AND (usage_date IS DISTINCT FROM %(today)s OR requests_today < %(limit)s)
-         RETURNING requests_today
+            f"""
+            WITH admitted AS (
+                UPDATE users_user
+                   SET requests_today = CASE WHEN usage_date = %(today)s THEN requests_today + 1 ELSE 1 END,
+                       tokens_today = CASE WHEN usage_date = %(today)s THEN tokens_today ELSE 0 END,
+                       usage_date = %(today)s
+                 WHERE id = %(id)s AND (usage_date IS DISTINCT FROM %(today)s OR requests_today < %(limit)s)
+             RETURNING id, requests_today
+            ), counted AS (
+                {_USAGE_ADD_SQL.format(source="SELECT id, %(today)s::date, 1, 0, 0, 0, 0, now() FROM admitted")}
+            )
+            SELECT requests_today FROM admitted
             """,
             {"today": today, "id": user.pk, "limit": tier.daily_request_limit},
         )
@@ -125,7 +132,6 @@ def daily_quota_consume(*, user: User) -> int:
         raise DailyLimitExceeded(
             limit=tier.daily_request_limit, used=tier.daily_request_limit, reset_at=reset_at, wait_seconds=wait
         )
-    _usage_add(user_id=user.pk, day=today, requests=1)
     return row[0]
 
 
@@ -147,6 +153,20 @@ def usage_record_finished(*, user_id: int, day: date, completed: bool, tokens: i
     )
 
 
+# Adds to one user's numbers of one day; `source` yields the row (a VALUES list or a SELECT).
+_USAGE_ADD_SQL = """
+    INSERT INTO users_usagedaily (user_id, date, requests, completed, failed, tokens, total_duration_ms, updated_at)
+    {source}
+    ON CONFLICT (user_id, date) DO UPDATE SET
+        requests = users_usagedaily.requests + EXCLUDED.requests,
+        completed = users_usagedaily.completed + EXCLUDED.completed,
+        failed = users_usagedaily.failed + EXCLUDED.failed,
+        tokens = users_usagedaily.tokens + EXCLUDED.tokens,
+        total_duration_ms = users_usagedaily.total_duration_ms + EXCLUDED.total_duration_ms,
+        updated_at = now()
+"""
+
+
 def _usage_add(
     *,
     user_id: int,
@@ -159,18 +179,7 @@ def _usage_add(
 ) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            INSERT INTO users_usagedaily (user_id, date, requests, completed, failed, tokens, total_duration_ms,
-                                          updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, now())
-            ON CONFLICT (user_id, date) DO UPDATE SET
-                requests = users_usagedaily.requests + EXCLUDED.requests,
-                completed = users_usagedaily.completed + EXCLUDED.completed,
-                failed = users_usagedaily.failed + EXCLUDED.failed,
-                tokens = users_usagedaily.tokens + EXCLUDED.tokens,
-                total_duration_ms = users_usagedaily.total_duration_ms + EXCLUDED.total_duration_ms,
-                updated_at = now()
-            """,
+            _USAGE_ADD_SQL.format(source="VALUES (%s, %s, %s, %s, %s, %s, %s, now())"),
             [user_id, day, requests, completed, failed, tokens, duration_ms],
         )
 

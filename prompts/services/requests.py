@@ -1,6 +1,7 @@
 """The life of a prompt request: accept (any kind), cancel, retry, fail, count."""
 
 import logging
+import uuid
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
@@ -72,12 +73,13 @@ def prompt_request_create(
 def request_accept(*, user: User, tier: Tier, **fields: object) -> PromptRequest:
     """Count the request against today's limit, record it and its task (call inside a transaction)."""
     daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
-    request = PromptRequest.objects.create(owner=user, **fields)
-    _dispatch(request, tier)
+    task_id = uuid.uuid4()  # known before the record exists, so the request is written once
+    request = PromptRequest.objects.create(owner=user, task_id=task_id, **fields)
+    _dispatch(request, tier, task_id=task_id)
     return request
 
 
-def _dispatch(request: PromptRequest, tier: Tier) -> None:
+def _dispatch(request: PromptRequest, tier: Tier, *, task_id: uuid.UUID | None = None) -> None:
     record = task_dispatch(
         name=PROCESS_TASK,
         queue=queues.prompt_queue_for(tier.queue_priority),
@@ -86,9 +88,11 @@ def _dispatch(request: PromptRequest, tier: Tier) -> None:
         target=request,
         max_in_flight=tier.max_in_flight,
         weight=tier.fair_share_weight,
+        task_id=task_id,
     )
-    request.task_id = record.id
-    request.save(update_fields=["task_id"])
+    if request.task_id != record.id:
+        request.task_id = record.id
+        request.save(update_fields=["task_id"])
 
 
 def prompt_event_emit(*, request: PromptRequest, completed: bool) -> None:

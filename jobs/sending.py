@@ -1,0 +1,69 @@
+"""Putting a recorded task's message on the broker, and noting that it was sent.
+
+Kept apart from `jobs.services` so that `jobs.fairshare` sends the records it releases the same way.
+"""
+
+import logging
+import uuid
+
+from celery import current_app
+from django.db import connection
+from django.utils import timezone
+
+from jobs.events import event_publish
+from jobs.models import TaskRecord
+
+logger = logging.getLogger(__name__)
+State = TaskRecord.State
+
+# The message header that carries the request id to the worker (jobs/worker_signals.py binds it).
+TASK_REQUEST_ID_HEADER = "request_id"
+
+# Publishing to a broker that is down must fail fast: the sweeper sends the record later.
+SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+# After a send, one statement counts it and moves WAITING to QUEUED (a fast worker may already
+# have marked it STARTED, which stays); it returns the state before, so QUEUED is published once.
+_SENT_SQL = """
+    UPDATE jobs_taskrecord AS record
+       SET sends = record.sends + 1, sent_at = %(now)s,
+           state = CASE WHEN record.state = 'WAITING' THEN 'QUEUED' ELSE record.state END
+      FROM (SELECT id, state FROM jobs_taskrecord WHERE id = %(id)s FOR UPDATE) AS before
+     WHERE record.id = before.id
+ RETURNING before.state
+"""
+
+
+def task_message_send(record: TaskRecord) -> bool:
+    """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
+    loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
+    """
+    try:
+        current_app.send_task(
+            record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            task_id=str(record.id),
+            queue=record.queue,
+            headers={TASK_REQUEST_ID_HEADER: record.request_id},  # "" too: never another request's
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+        )
+    except Exception as exc:  # kombu raises many kinds (OperationalError, OSError, ...)
+        logger.warning("task %s not sent, the sweeper will retry: %s", record.id, exc)
+        TaskRecord.objects.filter(pk=record.id, state__in=TaskRecord.UNSENT_STATES).update(
+            state=State.WAITING, updated_at=timezone.now()
+        )
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})
+        row = cursor.fetchone()
+    if row is not None and row[0] == State.WAITING:
+        event_publish(record.id, {"state": State.QUEUED})
+    return True
+
+
+def task_record_send(*, record_id: uuid.UUID) -> bool:
+    """Send a WAITING or QUEUED record's message; False (record left to the sweeper) on failure."""
+    record = TaskRecord.objects.filter(pk=record_id, state__in=TaskRecord.UNSENT_STATES).first()
+    return record is not None and task_message_send(record)

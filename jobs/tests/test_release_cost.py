@@ -1,0 +1,74 @@
+"""What fair share costs: the next record is released in the transaction that ends the previous one."""
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from redis import Redis
+
+from jobs.models import FairLane, TaskRecord
+from jobs.services import task_dispatch, task_record_update
+
+QUEUE = "test.unconsumed.fair"  # no worker listens here, so messages stay countable
+# The state read before; BEGIN, the final state, the slot freed, the next record claimed, COMMIT;
+# after the commit, noting the send.
+MOST_QUERIES_PER_FINISH_AND_RELEASE = 7
+
+
+@pytest.fixture
+def broker(settings):
+    client = Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(QUEUE)
+    yield client
+    client.delete(QUEUE)
+
+
+def dispatch(user, count):
+    with transaction.atomic():
+        return [
+            task_dispatch(name="jobs.sweep_task_records", queue=QUEUE, owner=user, max_in_flight=1)
+            for _ in range(count)
+        ]
+
+
+def test_a_finishing_record_releases_its_lanes_next_one_in_its_own_transaction(transactional_db, broker, make_user):
+    user = make_user()
+    first, second, third = dispatch(user, 3)
+    assert broker.llen(QUEUE) == 1
+    assert [TaskRecord.objects.get(pk=r.pk).state for r in (first, second, third)] == ["QUEUED", "WAITING", "WAITING"]
+
+    with CaptureQueriesContext(connection) as queries:
+        task_record_update(task_id=first.pk, state="SUCCESS", finished_at=timezone.now())
+
+    statements = [query["sql"].strip().split()[0].upper() for query in queries.captured_queries]
+    assert len(statements) <= MOST_QUERIES_PER_FINISH_AND_RELEASE, "\n".join(statements)
+    assert statements.count("BEGIN") == 1
+    assert broker.llen(QUEUE) == 2
+    assert TaskRecord.objects.get(pk=second.pk).state == "QUEUED"
+    assert TaskRecord.objects.get(pk=second.pk).sends == 1
+    assert TaskRecord.objects.get(pk=third.pk).state == "WAITING"
+    lane = FairLane.objects.get(owner=user, queue=QUEUE)
+    assert (lane.waiting, lane.in_flight) == (1, 1)
+
+
+def test_finishing_inside_an_open_transaction_sends_only_after_it_commits(transactional_db, broker, make_user):
+    user = make_user()
+    first, second = dispatch(user, 2)
+
+    with transaction.atomic():
+        task_record_update(task_id=first.pk, state="REVOKED", finished_at=timezone.now())
+        assert broker.llen(QUEUE) == 1
+
+    assert broker.llen(QUEUE) == 2
+    assert TaskRecord.objects.get(pk=second.pk).state == "QUEUED"
+
+
+def test_a_waiting_record_revoked_gives_its_place_back_without_a_release(transactional_db, broker, make_user):
+    user = make_user()
+    _, second = dispatch(user, 2)
+
+    task_record_update(task_id=second.pk, state="REVOKED", finished_at=timezone.now())
+
+    lane = FairLane.objects.get(owner=user, queue=QUEUE)
+    assert (lane.waiting, lane.in_flight) == (0, 1)
+    assert broker.llen(QUEUE) == 1

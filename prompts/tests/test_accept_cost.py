@@ -1,0 +1,34 @@
+"""What accepting a prompt costs: database round trips and transactions per POST, kept from growing."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.models import TaskRecord
+from prompts.models import PromptRequest
+
+# The API key look-up; BEGIN, the quota with today's usage, the request, the record with its lane,
+# COMMIT; after the commit, noting the send. See docs/performance.md before raising it.
+MOST_QUERIES_PER_ACCEPTED_POST = 7
+
+
+def post(client, text):
+    response = client.post("/api/v1/prompts/", {"prompt_text": text}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+@pytest.mark.django_db(transaction=True)  # real commits, so the send after commit happens too
+def test_accepting_a_prompt_takes_one_transaction_and_a_handful_of_queries(make_user, client_for):
+    client = client_for(make_user())
+    post(client, "the first one also notes that the key was used")
+
+    with CaptureQueriesContext(connection) as queries:
+        accepted = post(client, "how much does this cost?")
+
+    statements = [query["sql"].strip().split()[0].upper() for query in queries.captured_queries]
+    assert len(statements) <= MOST_QUERIES_PER_ACCEPTED_POST, "\n".join(q["sql"] for q in queries.captured_queries)
+    assert statements.count("BEGIN") == 1 and "SAVEPOINT" not in statements
+    record = TaskRecord.objects.get(pk=accepted["task_id"])
+    assert (record.state, record.sends) == ("QUEUED", 1)  # released in the same transaction, then sent
+    assert PromptRequest.objects.get(pk=accepted["id"]).task_id == record.pk
