@@ -79,9 +79,17 @@ def openai_server() -> Iterator[OpenAIServer]:
     server.stop()
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+def child_env(django_db_blocker: Any) -> dict[str, str]:
+    """The environment of a process of ours (worker, web server) on the test database and Redis."""
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CONN_MAX_AGE": "0",
+    }
 
 
 class WorkerProcess:
@@ -134,19 +142,13 @@ class WorkerProcess:
 def worker_process(
     django_db_setup: None, django_db_blocker: Any, openai_server: OpenAIServer
 ) -> Iterator[WorkerProcess]:
-    with django_db_blocker.unblock():
-        database_url = _database_url()
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
+        **child_env(django_db_blocker),
         "AI_PROVIDER": "openai",
         "OPENAI_BASE_URL": openai_server.base_url,
         "OPENAI_API_KEY": "test-key",
         "AI_TIMEOUT_SECONDS": str(WORKER_AI_TIMEOUT_SECONDS),
         "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
-        "CONN_MAX_AGE": "0",
         "JOBS_WORKER_HEARTBEAT_SECONDS": "1",  # a killed worker is noticed within seconds
         "AI_STREAM_PUBLISH_SECONDS": "0",  # every streamed piece reaches the events
         "AI_BUDGET_REFRESH_SECONDS": "0.2",  # a budget a test writes applies at once

@@ -22,7 +22,6 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
-from django.conf import settings
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -30,7 +29,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from config.celery import app as celery_app
-from conftest import _database_url
+from conftest import child_env
 from jobs.models import TaskRecord
 from notifications.models import WebhookEndpoint
 from prompts.models import Conversation, PromptRequest
@@ -56,14 +55,8 @@ SETTINGS = hypothesis.settings(
 @pytest.fixture(scope="module")
 def fuzz_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
     """uvicorn on the test database with production settings, less HTTPS and the per-user rate."""
-    with django_db_blocker.unblock():
-        database_url = _database_url()
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "CONN_MAX_AGE": "0",
+        **child_env(django_db_blocker),
         "AI_PROVIDER": "offline",
         "SECURE_SSL_REDIRECT": "0",  # plain http on the loopback
         "API_USER_THROTTLE_RATE": "1000000/min",  # the per-user rate is tested in test_abuse.py
