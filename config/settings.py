@@ -165,7 +165,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 10,
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Celery's task-sent event costs the accepting request a Redis round trip and some CPU; the task
+# records already say QUEUED. On, Flower also lists tasks that no worker has received yet.
+CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
 # django-celery-beat's database scheduler behind a Redis lock: a second beat never sends twice.
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
 BEAT_LOCK_SECONDS = env.int("BEAT_LOCK_SECONDS", default=30)
