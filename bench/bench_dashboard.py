@@ -47,14 +47,14 @@ def _seed() -> None:
         cursor.execute(
             f"""
             INSERT INTO jobs_taskrecord (id, name, queue, args, kwargs, target_type, target_id, state,
-                progress_percent, progress_message, error, sends, fair_share, worker,
+                progress_percent, progress_message, error, sends, fair_share, worker, request_id,
                 created_at, sent_at, started_at, finished_at, updated_at)
             SELECT md5('{MARK}-' || n)::uuid, ('{NAMES}'::text[])[1 + n %% 4], 'prompts.normal', '[]', '{{}}',
                    CASE WHEN n %% 4 = 0 THEN 'prompts.promptrequest' ELSE '' END,
                    CASE WHEN n %% 4 = 0 THEN n::text ELSE '' END,
                    CASE WHEN n %% 50 = 0 THEN 'FAILURE' WHEN n %% 97 = 0 THEN 'REVOKED' ELSE 'SUCCESS' END,
                    100, '', CASE WHEN n %% 50 = 0 THEN 'The provider answered HTTP 50' || (n / 50) %% 5 ELSE '' END,
-                   1, false, %(mark)s, f - interval '3 s', f - interval '3 s', f - (n %% 40) * interval '50 ms',
+                   1, false, %(mark)s, '', f - interval '3 s', f - interval '3 s', f - (n %% 40) * interval '50 ms',
                    f, f
               FROM generate_series(1, %(records)s) AS n,
                    LATERAL (SELECT now() - (n::float / %(records)s) * %(days)s * interval '1 day' AS f) AS t
@@ -64,10 +64,10 @@ def _seed() -> None:
         cursor.execute(
             """
             INSERT INTO jobs_taskrecord (id, name, queue, args, kwargs, target_type, target_id, state,
-                progress_message, error, sends, fair_share, worker, created_at, started_at, updated_at)
+                progress_message, error, sends, fair_share, worker, request_id, created_at, started_at, updated_at)
             SELECT md5(%(mark)s || '-open-' || n)::uuid, 'prompts.process_prompt_request', 'prompts.normal', '[]',
                    '{}', '', '', CASE WHEN n <= %(running)s THEN 'STARTED' ELSE 'WAITING' END, '', '', 0, false,
-                   %(mark)s, now() - n * interval '1 s',
+                   %(mark)s, '', now() - n * interval '1 s',
                    CASE WHEN n <= %(running)s THEN now() - n * interval '1 s' END, now()
               FROM generate_series(1, %(open)s) AS n
             """,

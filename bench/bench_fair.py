@@ -69,10 +69,10 @@ def _seed_waiting(*, owner_ids: list[int], count: int, queue: str, with_requests
                  RETURNING id, owner_id, task_id, created_at
                 )
                 INSERT INTO jobs_taskrecord (id, name, owner_id, queue, args, kwargs, target_type, target_id, state,
-                                             progress_message, error, sends, fair_share, worker, created_at,
-                                             updated_at)
+                                             progress_message, error, sends, fair_share, worker, request_id,
+                                             created_at, updated_at)
                 SELECT task_id, %(task)s, owner_id, %(queue)s, jsonb_build_array(id), '{}', 'prompts.promptrequest',
-                       id::text, 'WAITING', '', '', 0, true, '', created_at, now()
+                       id::text, 'WAITING', '', '', 0, true, '', '', created_at, now()
                   FROM requests
                 """,
                 {**params, "task": PROCESS_TASK},
@@ -81,11 +81,11 @@ def _seed_waiting(*, owner_ids: list[int], count: int, queue: str, with_requests
             cursor.execute(
                 """
                 INSERT INTO jobs_taskrecord (id, name, owner_id, queue, args, kwargs, target_type, target_id, state,
-                                             progress_message, error, sends, fair_share, worker, created_at,
-                                             updated_at)
+                                             progress_message, error, sends, fair_share, worker, request_id,
+                                             created_at, updated_at)
                 SELECT gen_random_uuid(), 'bench.release_noop',
                        (%(owners)s::bigint[])[1 + n %% cardinality(%(owners)s::bigint[])], %(queue)s, '[]', '{}', '',
-                       '', 'WAITING', '', '', 0, true, '', clock_timestamp(), now()
+                       '', 'WAITING', '', '', 0, true, '', '', clock_timestamp(), now()
                   FROM generate_series(1, %(count)s) AS n
                 """,
                 params,

@@ -159,7 +159,9 @@ class OpenAIServer(Child):
 
     def __init__(self) -> None:
         self.port = free_port()
+        # No pause between streamed pieces: a call takes what its #delay says, streamed or not.
         command = [PYTHON, str(BASE_DIR / "tests" / "openai_server.py"), "--port", str(self.port)]
+        command += ["--stream-chunk-delay", "0"]
         super().__init__(command, env=dict(os.environ), log_name="openai-server.log")
         wait_until(self._listening, timeout=30, interval=0.1, what="the OpenAI-protocol server")
 

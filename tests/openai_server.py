@@ -420,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for i, event in enumerate(events):
             if i:
-                time.sleep(STREAM_CHUNK_DELAY)
+                time.sleep(self.server.owner.stream_chunk_delay)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
@@ -456,8 +456,10 @@ class OpenAIServer:
         port: int = 0,
         rpm_limit: int | None = None,
         rpm_window: float = 60.0,
+        stream_chunk_delay: float = STREAM_CHUNK_DELAY,
     ) -> None:
         """Bind the listening socket (port 0 picks a free port)."""
+        self.stream_chunk_delay = stream_chunk_delay  # between streamed pieces, so streaming is visible
         self.rpm_limit = rpm_limit
         self.rpm_window = rpm_window
         self.requests: list[dict[str, Any]] = []
@@ -586,8 +588,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--rpm-limit", type=int, default=None)
+    parser.add_argument("--stream-chunk-delay", type=float, default=STREAM_CHUNK_DELAY)
     args = parser.parse_args(argv)
-    server = OpenAIServer(args.host, args.port, rpm_limit=args.rpm_limit)
+    server = OpenAIServer(args.host, args.port, rpm_limit=args.rpm_limit, stream_chunk_delay=args.stream_chunk_delay)
     print(server.base_url, flush=True)
     server.serve_forever()
 
