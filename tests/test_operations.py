@@ -249,8 +249,17 @@ def test_the_sweeper_resends_a_message_a_worker_took_and_died_with_before_noting
         wait_until(lambda: TaskRecord.objects.get(pk=record_id).state == "QUEUED", what="the send")
         with celery_app.connection_for_write() as conn:  # as a worker that fetched it and died at once
             channel = conn.default_channel
-            for queue in queues.PROMPT_QUEUES:
-                channel.client.delete(queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps[1:]))
+            keys = [f"{queue}{channel.sep}{step}" if step else queue
+                    for queue in queues.PROMPT_QUEUES for step in channel.priority_steps]  # fmt: skip
+
+            def emptied() -> bool:
+                # A fetch the worker had under way when it stopped consuming gives the message
+                # back ("Requeuing undeliverable message"), possibly after a first delete.
+                channel.client.delete(*keys)
+                time.sleep(0.3)
+                return sum(channel.client.llen(key) for key in keys) == 0
+
+            wait_until(emptied, what="the prompt queues to stay empty")
         TaskRecord.objects.filter(pk=record_id).update(updated_at=timezone.now() - timedelta(minutes=3))
 
         assert task_records_sweep()["resent"] == 1
