@@ -142,7 +142,7 @@ class WebServer(Child):
         self.port = free_port()
         command = [
             *(PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"),
-            *("--port", str(self.port), "--lifespan", "off"),
+            *("--port", str(self.port), "--lifespan", "off", "--no-access-log"),  # the app logs each request
         ]
         super().__init__(command, env=env, log_name="web.log")
         wait_until(self._listening, timeout=60, interval=0.2, what="the web server")

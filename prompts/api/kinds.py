@@ -4,14 +4,14 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.fields import StrictCharField
-from prompts.api.prompts import PromptAcceptedSerializer
+from prompts.api.prompts import PromptAcceptedSerializer, prompt_accepted_response
 from prompts.models import Conversation
 from prompts.selectors import conversation_list, conversation_turns, prompt_request_list
 from prompts.services import (
@@ -26,11 +26,6 @@ from prompts.services import (
 from users.models import User
 
 
-def _accepted(request: Request, prompt: object) -> Response:
-    body = PromptAcceptedSerializer(prompt, context={"request": request}).data
-    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["status_url"]})
-
-
 class AcceptView(APIView):
     """POST: validate with `input_serializer`, accept through `service`, answer 202."""
 
@@ -43,7 +38,7 @@ class AcceptView(APIView):
     def post(self, request: Request) -> Response:
         incoming = self.input_serializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        return _accepted(request, type(self).service(user=request.user, **incoming.validated_data))
+        return prompt_accepted_response(request, type(self).service(user=request.user, **incoming.validated_data))
 
 
 class LanguageField(StrictCharField):

@@ -201,3 +201,20 @@ def test_list_is_paginated_and_filters_by_status(db, make_user, client_for):
     page = client.get("/api/v1/prompts/?page_size=1000").json()
     assert page["count"] == 4 and len(page["results"]) == 4
     assert len(client.get("/api/v1/prompts/?page_size=2").json()["results"]) == 2
+
+
+def test_the_accepted_body_is_what_the_documented_serializer_gives(db, make_user, client_for):
+    """The 202 is built without a ModelSerializer (speed); its schema is PromptAcceptedSerializer's."""
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from prompts.api.prompts import PromptAcceptedSerializer
+
+    response = client_for(make_user()).post("/api/v1/prompts/", {"prompt_text": "hi"}, format="json")
+
+    assert response.status_code == 202
+    prompt = PromptRequest.objects.get(pk=response.json()["id"])
+    request = Request(APIRequestFactory().post("/api/v1/prompts/"))
+    assert response.json() == PromptAcceptedSerializer(prompt, context={"request": request}).data
+    assert response["Location"] == response.json()["status_url"]
+    assert response.json()["task_url"].endswith(f"/api/v1/tasks/{prompt.task_id}/")
