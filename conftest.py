@@ -149,6 +149,7 @@ def worker_process(
         "OPENAI_API_KEY": "test-key",
         "AI_TIMEOUT_SECONDS": str(WORKER_AI_TIMEOUT_SECONDS),
         "AI_MAX_RETRIES": str(WORKER_AI_MAX_RETRIES),
+        "CONN_MAX_AGE": "60",  # as deployed: connections kept between tasks (a PostgreSQL restart is tested)
         "JOBS_WORKER_HEARTBEAT_SECONDS": "1",  # a killed worker is noticed within seconds
         "AI_STREAM_PUBLISH_SECONDS": "0",  # every streamed piece reaches the events
         "AI_BUDGET_REFRESH_SECONDS": "0.2",  # a budget a test writes applies at once

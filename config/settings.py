@@ -1,5 +1,6 @@
 """Django settings: read from the environment once, here, with development defaults."""
 
+import sys
 from pathlib import Path
 
 import environ
@@ -151,6 +152,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # remains the fallback if the retry cannot be sent.
 CELERY_TASK_RETRY_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers keep their database connections between tasks for CONN_MAX_AGE, checked before each
+# task as Django checks them before each request (jobs/worker_signals.py); without this, Celery's
+# Django fixup closes them around every task, and every task opens a new one.
+CELERY_DB_REUSE_MAX = sys.maxsize
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 CELERY_TASK_TRACK_STARTED = True
