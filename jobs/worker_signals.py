@@ -81,14 +81,17 @@ def _carry_request_id(headers: dict | None = None, **_: Any) -> None:
 
 
 @signals.task_prerun.connect
-def _connections_check(**_: Any) -> None:
+def _connections_check(task: Any = None, **_: Any) -> None:
     """Before a task, what Django does before a request: close the thread's connections that
     are past CONN_MAX_AGE or broke, and have the others checked (one `SELECT 1`) at first use.
 
     Celery's Django fixup would close them before and after every task (a new connection per
     task, a few milliseconds each); settings.CELERY_DB_REUSE_MAX turns that off, and this,
     with the same call after each task, keeps them for CONN_MAX_AGE instead (0: never kept).
+    A task run inline (`apply()`) uses its caller's connection, maybe inside a transaction: left alone.
     """
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     close_old_connections()
 
 
