@@ -59,12 +59,14 @@ def _lookup_sql() -> str:
 
 
 def _instance(model: type[Model], values: tuple) -> Model:
+    """A loaded row, its values converted as the ORM converts them (JSON decoded, ...)."""
     fields = model._meta.concrete_fields
-    values = tuple(
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
-    )
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for convert in field.get_db_converters(connection):
+            value = convert(value, field, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
 
 
 def api_key_lookup(key_hash: str) -> ApiKey | None:
