@@ -2,16 +2,16 @@
 
 from django.db import connection, transaction
 
+from jobs.models import TaskRecord
 from jobs.tasks import cleanup_task_records
-from users.models import Tier
 
 
 def test_a_task_run_inline_inside_a_transaction_keeps_the_callers_connection_and_transaction(db):
     with transaction.atomic():
-        tier = Tier.objects.create(slug="inline-check", name="Inline check", daily_request_limit=1)
+        record = TaskRecord.objects.create(name="inline-check", queue="default")
         raw = connection.connection
 
         cleanup_task_records.apply()
 
         assert connection.connection is raw and connection.in_atomic_block
-        assert Tier.objects.filter(pk=tier.pk).exists()  # the caller's uncommitted row is still there
+        assert TaskRecord.objects.filter(pk=record.pk).exists()  # the caller's uncommitted row is still there
