@@ -51,7 +51,6 @@ def delivery_dispatch(delivery: Delivery) -> None:
     )
 
 
-@transaction.atomic
 def deliveries_record(rows: list[Delivery]) -> list[Delivery]:
     """Insert unsaved deliveries that share one event id, and dispatch the ones not sent yet.
 
@@ -65,14 +64,16 @@ def deliveries_record(rows: list[Delivery]) -> list[Delivery]:
         raise ValueError("deliveries recorded together must share their event id")
     for row in rows:
         row.max_attempts = row.max_attempts or settings.WEBHOOKS_MAX_ATTEMPTS
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-    created = list(
-        Delivery.objects.select_related("endpoint__owner").filter(
-            event_id=event_ids.pop(), endpoint__in=[row.endpoint_id for row in rows], state=State.PENDING, attempts=0
+    with transaction.atomic(savepoint=False):  # in the caller's transaction, if any
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+        endpoint_ids = [row.endpoint_id for row in rows]
+        created = list(
+            Delivery.objects.select_related("endpoint__owner").filter(
+                event_id=event_ids.pop(), endpoint__in=endpoint_ids, state=State.PENDING, attempts=0
+            )
         )
-    )
-    for delivery in created:
-        delivery_dispatch(delivery)
+        for delivery in created:
+            delivery_dispatch(delivery)
     return created
 
 

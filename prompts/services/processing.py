@@ -49,14 +49,9 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
     Safe to run twice, even at the same time: the row lock and the one-to-one response make a
     second answer impossible, and a request already final is returned untouched.
     """
-    with transaction.atomic():
-        request = PromptRequest.objects.select_for_update().filter(pk=request_id).first()
-        if request is None or request.is_final:
-            return request
-        request.status = Status.IN_PROGRESS
-        request.started_at = request.started_at or timezone.now()
-        request.save(update_fields=["status", "started_at"])
-
+    request = _start(request_id)
+    if request is None or request.is_final:
+        return request
     try:
         outcome = RUNNERS[request.kind](request, task_id)
     except providers.ProviderError as exc:
@@ -72,13 +67,40 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
     return _store(request_id, task_id, outcome)
 
 
+_TABLE = PromptRequest._meta.db_table
+# One statement each, where select_for_update() and save() took four (BEGIN, SELECT, UPDATE,
+# COMMIT) and two: the row lock is the UPDATE's own, its WHERE the status check.
+_START_SQL = (
+    f"UPDATE {_TABLE} SET status = %s, started_at = COALESCE(started_at, %s) "
+    f"WHERE id = %s AND status <> ALL(%s) RETURNING *"
+)
+_COMPLETE_SQL = (
+    f"UPDATE {_TABLE} SET status = %s, error = '', completed_at = %s WHERE id = %s AND status <> ALL(%s) RETURNING *"
+)
+_FINAL = [str(status) for status in PromptRequest.FINAL_STATUSES]
+
+
+def _start(request_id: int) -> PromptRequest | None:
+    """Mark the request IN_PROGRESS unless final; the row as it is now (None if it is gone)."""
+    started = list(PromptRequest.objects.raw(_START_SQL, [str(Status.IN_PROGRESS), timezone.now(), request_id, _FINAL]))
+    return started[0] if started else PromptRequest.objects.filter(pk=request_id).first()
+
+
+def _complete(request_id: int) -> PromptRequest | None:
+    """Mark the request COMPLETED unless final already (a concurrent run, or cancelled meanwhile)."""
+    completed = list(
+        PromptRequest.objects.raw(_COMPLETE_SQL, [str(Status.COMPLETED), timezone.now(), request_id, _FINAL])
+    )
+    return completed[0] if completed else None
+
+
 def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequest:
     file_name = ""
     if outcome.png is not None:  # written before the transaction; removed again if not used
         file_name = default_storage.save(f"images/{timezone.now():%Y/%m/%d}/{request_id}.png", ContentFile(outcome.png))
     with transaction.atomic():
-        request = PromptRequest.objects.select_for_update().get(pk=request_id)
-        if not request.is_final:  # else finished by a concurrent run, or cancelled meanwhile
+        request = _complete(request_id)
+        if request is not None:
             PromptResponse.objects.create(
                 request=request,
                 text=outcome.text,
@@ -91,10 +113,6 @@ def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequ
                 duration_ms=outcome.duration_ms,
                 task_id=task_id,
             )
-            request.status = Status.COMPLETED
-            request.error = ""
-            request.completed_at = timezone.now()
-            request.save(update_fields=["status", "error", "completed_at"])
             usage_record_finished(
                 user_id=request.owner_id,
                 day=timezone.localdate(request.created_at),
@@ -106,7 +124,7 @@ def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequ
             return request
     if file_name:
         default_storage.delete(file_name)
-    return request
+    return PromptRequest.objects.get(pk=request_id)
 
 
 # Runners: one per kind -------------------------------------------------------------------
