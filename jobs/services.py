@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -85,7 +85,8 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
     """Change a record's state or progress; every change goes through here and is published once.
 
     A fair-share record that ends frees its lane's slot exactly once: the final transition is
-    made from the state read just before, so of two concurrent final updates only one counts.
+    made from the state read, locked, in the same statement, so of two concurrent final updates
+    only one counts.
     The slot is freed and the lane's next record released in the transaction that writes the
     final state; that record is sent after the commit.
     """
@@ -98,28 +99,53 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         if updated:
             event_publish(task_id, fields)
         return updated
-    for _ in range(10):  # the state may move (e.g. a progress report) between the read and the update
-        before = TaskRecord.objects.filter(pk=task_id).values("state", "fair_share", "owner_id", "queue").first()
-        if before is None or (only_if_not_final and before["state"] in TaskRecord.FINAL_STATES):
+    with transaction.atomic():
+        before = _final_state_write(task_id, fields, only_if_not_final=only_if_not_final)
+        if before is None:
             return 0
-        fair = before["fair_share"] and before["owner_id"]
+        state_before, fair_share, owner_id, queue = before
         released, catch_up = None, False
-        with transaction.atomic():
-            if not TaskRecord.objects.filter(pk=task_id, state=before["state"]).update(**fields):
-                continue
-            if fair:
-                released, catch_up = lane_finished(
-                    owner_id=before["owner_id"], queue=before["queue"], was_waiting=before["state"] == "WAITING"
-                )
-        event_publish(task_id, fields)
-        # At once unless the caller's own transaction is still open: never sent before a commit.
-        if released is not None:
-            transaction.on_commit(partial(_released_send, released), robust=True)
-        elif catch_up:
-            transaction.on_commit(partial(fair_release, queue=before["queue"]), robust=True)
-        return 1
-    logger.error("task %s: could not record final state %s", task_id, fields.get("state"))
-    return 0
+        if fair_share and owner_id:
+            was_waiting = state_before == State.WAITING
+            released, catch_up = lane_finished(owner_id=owner_id, queue=queue, was_waiting=was_waiting)
+    event_publish(task_id, fields)
+    # At once unless the caller's own transaction is still open: never sent before a commit.
+    if released is not None:
+        transaction.on_commit(partial(_released_send, released), robust=True)
+    elif catch_up:
+        transaction.on_commit(partial(fair_release, queue=queue), robust=True)
+    return 1
+
+
+def _final_state_write(
+    task_id: str | uuid.UUID, fields: dict[str, Any], *, only_if_not_final: bool
+) -> tuple[str, bool, int | None, str] | None:
+    """Write `fields` and say what the state was before, with the record's lane, in one statement.
+
+    The sub-select locks the row before the update reads it, so of two concurrent final updates
+    the second sees the first's state (PostgreSQL before 18 has no RETURNING OLD). None when the
+    record is gone, or final already and `only_if_not_final`.
+    """
+    table, quote = TaskRecord._meta.db_table, connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in fields.items():
+        field = TaskRecord._meta.get_field(name)
+        if value is None:
+            assignments.append(f"{quote(field.column)} = NULL")
+        else:
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+    params.append(TaskRecord._meta.pk.get_db_prep_save(task_id, connection))
+    sql = (
+        f"UPDATE {table} AS t SET {', '.join(assignments)} "
+        f"FROM (SELECT id, state FROM {table} WHERE id = %s FOR UPDATE) AS before WHERE t.id = before.id"
+    )
+    if only_if_not_final:
+        sql += " AND before.state <> ALL(%s)"
+        params.append([str(state) for state in TaskRecord.FINAL_STATES])
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING before.state, t.fair_share, t.owner_id, t.queue", params)
+        return cursor.fetchone()
 
 
 def _released_send(record: TaskRecord) -> None:

@@ -1,5 +1,7 @@
 """What fair share costs: the next record is released in the transaction that ends the previous one."""
 
+import threading
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -10,9 +12,9 @@ from jobs.models import FairLane, TaskRecord
 from jobs.services import task_dispatch, task_record_update
 
 QUEUE = "test.unconsumed.fair"  # no worker listens here, so messages stay countable
-# The state read before; BEGIN, the final state, the slot freed, the next record claimed, COMMIT;
-# after the commit, noting the send.
-MOST_QUERIES_PER_FINISH_AND_RELEASE = 7
+# BEGIN, the final state (with the state before, in the same statement), the slot freed, the
+# next record claimed, COMMIT; after the commit, noting the send.
+MOST_QUERIES_PER_FINISH_AND_RELEASE = 6
 
 
 @pytest.fixture
@@ -72,3 +74,30 @@ def test_a_waiting_record_revoked_gives_its_place_back_without_a_release(transac
     lane = FairLane.objects.get(owner=user, queue=QUEUE)
     assert (lane.waiting, lane.in_flight) == (0, 1)
     assert broker.llen(QUEUE) == 1
+
+
+def test_two_final_updates_at_once_free_the_slot_once(transactional_db, broker, make_user):
+    """Of a worker's SUCCESS and a revoke racing on one record, only one counts (rounds of real threads)."""
+    for _ in range(8):
+        user = make_user()
+        first, second = dispatch(user, 2)
+        barrier = threading.Barrier(2)
+        counted: list[int] = []
+
+        def finish(state: str, record_id=first.pk, barrier=barrier, counted=counted) -> None:
+            try:
+                barrier.wait(timeout=10)
+                counted.append(task_record_update(task_id=record_id, state=state, finished_at=timezone.now()))
+            finally:
+                connection.close()  # each thread's own connection
+
+        threads = [threading.Thread(target=finish, args=(state,)) for state in ("SUCCESS", "REVOKED")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert sorted(counted) == [0, 1]
+        lane = FairLane.objects.get(owner=user, queue=QUEUE)
+        assert (lane.waiting, lane.in_flight) == (0, 1)  # the second took the one slot freed
+        assert TaskRecord.objects.get(pk=second.pk).state == "QUEUED"
