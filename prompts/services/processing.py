@@ -67,31 +67,26 @@ def prompt_request_process(*, request_id: int, task_id: str | None = None) -> Pr
     return _store(request_id, task_id, outcome)
 
 
-_TABLE = PromptRequest._meta.db_table
-# One statement each, where select_for_update() and save() took four (BEGIN, SELECT, UPDATE,
-# COMMIT) and two: the row lock is the UPDATE's own, its WHERE the status check.
-_START_SQL = (
-    f"UPDATE {_TABLE} SET status = %s, started_at = COALESCE(started_at, %s) "
-    f"WHERE id = %s AND status <> ALL(%s) RETURNING *"
-)
-_COMPLETE_SQL = (
-    f"UPDATE {_TABLE} SET status = %s, error = '', completed_at = %s WHERE id = %s AND status <> ALL(%s) RETURNING *"
-)
 _FINAL = [str(status) for status in PromptRequest.FINAL_STATUSES]
+
+
+def _set_unless_final(request_id: int, assignments: str, params: list[Any]) -> PromptRequest | None:
+    """Apply `assignments` to the request unless it is final; the row as written, else None.
+
+    One statement, where select_for_update() and save() took four (BEGIN, SELECT, UPDATE,
+    COMMIT): the row lock is the UPDATE's own, its WHERE the status check.
+    """
+    sql = f"UPDATE {PromptRequest._meta.db_table} SET {assignments} WHERE id = %s AND status <> ALL(%s) RETURNING *"
+    written = list(PromptRequest.objects.raw(sql, [*params, request_id, _FINAL]))
+    return written[0] if written else None
 
 
 def _start(request_id: int) -> PromptRequest | None:
     """Mark the request IN_PROGRESS unless final; the row as it is now (None if it is gone)."""
-    started = list(PromptRequest.objects.raw(_START_SQL, [str(Status.IN_PROGRESS), timezone.now(), request_id, _FINAL]))
-    return started[0] if started else PromptRequest.objects.filter(pk=request_id).first()
-
-
-def _complete(request_id: int) -> PromptRequest | None:
-    """Mark the request COMPLETED unless final already (a concurrent run, or cancelled meanwhile)."""
-    completed = list(
-        PromptRequest.objects.raw(_COMPLETE_SQL, [str(Status.COMPLETED), timezone.now(), request_id, _FINAL])
+    started = _set_unless_final(
+        request_id, "status = %s, started_at = COALESCE(started_at, %s)", [str(Status.IN_PROGRESS), timezone.now()]
     )
-    return completed[0] if completed else None
+    return started or PromptRequest.objects.filter(pk=request_id).first()
 
 
 def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequest:
@@ -99,7 +94,10 @@ def _store(request_id: int, task_id: str | None, outcome: Outcome) -> PromptRequ
     if outcome.png is not None:  # written before the transaction; removed again if not used
         file_name = default_storage.save(f"images/{timezone.now():%Y/%m/%d}/{request_id}.png", ContentFile(outcome.png))
     with transaction.atomic():
-        request = _complete(request_id)
+        # Not if final already: finished by a concurrent run, or cancelled meanwhile.
+        request = _set_unless_final(
+            request_id, "status = %s, error = '', completed_at = %s", [str(Status.COMPLETED), timezone.now()]
+        )
         if request is not None:
             PromptResponse.objects.create(
                 request=request,
