@@ -5,7 +5,11 @@ from typing import Any
 
 from celery import Celery, signals
 
+from jobs import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# redis:// broker URLs use kombu's Redis transport with one client per pool (jobs/broker.py).
+broker.register()
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
