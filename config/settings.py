@@ -122,6 +122,15 @@ else:
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Parameters bound by the server, and statements a connection runs DB_PREPARE_THRESHOLD times
+# prepared (parsed and planned once): the API's and the workers' statements repeat on every
+# request and task. Empty turns preparing off, for a pooler in transaction mode that cannot keep
+# prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+_prepare_threshold = env("DB_PREPARE_THRESHOLD", default="5")
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=True,
+    prepare_threshold=int(_prepare_threshold) if _prepare_threshold.strip() else None,
+)
 
 CACHE_URL = env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ai import providers
@@ -76,7 +76,10 @@ def _set_unless_final(request_id: int, assignments: str, params: list[Any]) -> P
     One statement, where select_for_update() and save() took four (BEGIN, SELECT, UPDATE,
     COMMIT): the row lock is the UPDATE's own, its WHERE the status check.
     """
-    sql = f"UPDATE {PromptRequest._meta.db_table} SET {assignments} WHERE id = %s AND status <> ALL(%s) RETURNING *"
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in PromptRequest._meta.concrete_fields)
+    # The columns named, not *: a prepared statement must keep its result's shape across migrations.
+    table = PromptRequest._meta.db_table
+    sql = f"UPDATE {table} SET {assignments} WHERE id = %s AND status <> ALL(%s) RETURNING {columns}"
     written = list(PromptRequest.objects.raw(sql, [*params, request_id, _FINAL]))
     return written[0] if written else None
 

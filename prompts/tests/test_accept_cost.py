@@ -32,3 +32,16 @@ def test_accepting_a_prompt_takes_one_transaction_and_a_handful_of_queries(make_
     record = TaskRecord.objects.get(pk=accepted["task_id"])
     assert (record.state, record.sends) == ("QUEUED", 1)  # released in the same transaction, then sent
     assert PromptRequest.objects.get(pk=accepted["id"]).task_id == record.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_accepted_posts_statements_are_prepared_once_they_repeat(make_user, client_for):
+    client = client_for(make_user())
+    for number in range(6):  # DB_PREPARE_THRESHOLD is 5: from the fifth run on, a statement is prepared
+        post(client, f"prompt {number}")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [" ".join(row[0].split()) for row in cursor.fetchall()]
+    for what in ("FROM users_apikey", "UPDATE users_user", 'INSERT INTO "prompts_promptrequest"', "jobs_fairlane"):
+        assert any(what in statement for statement in prepared), f"{what!r} not prepared: {prepared}"
