@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common.db import insert_values
 from jobs.models import FairLane, TaskRecord
 from jobs.sending import task_message_send
 
@@ -63,17 +64,8 @@ def fair_record_create(record: TaskRecord, *, cap: int, weight: int) -> str:
     front of the round (the lowest pass among lanes with work waiting), so time spent idle is not
     saved up as a burst of turns.
     """
-    fields = [field for field in record._meta.concrete_fields if field.column != "state"]
-    params: dict[str, object] = {
-        "queue": record.queue,
-        "owner": record.owner_id,
-        "cap": max(1, cap),
-        "weight": max(1, weight),
-    }
-    for number, field in enumerate(fields):  # as the ORM would save them (defaults, auto_now, JSON)
-        params[f"v{number}"] = field.get_db_prep_save(field.pre_save(record, True), connection)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    values = ", ".join(f"%(v{number})s" for number in range(len(fields)))
+    columns, values, params = insert_values(record, exclude=("state",))
+    params.update(queue=record.queue, owner=record.owner_id, cap=max(1, cap), weight=max(1, weight))
     sql = f"""
         WITH {_LANE_ENQUEUE_SQL}, record AS (
             INSERT INTO jobs_taskrecord ({columns}, state)

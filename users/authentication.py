@@ -4,7 +4,7 @@ from functools import cache as once
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -61,12 +61,13 @@ def _lookup_sql() -> str:
 def _instance(model: type[Model], values: tuple) -> Model:
     """A loaded row, its values converted as the ORM converts them (JSON decoded, ...)."""
     fields = model._meta.concrete_fields
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's connection itself, not the proxy looked up on each use
     converted = []
     for field, value in zip(fields, values, strict=True):
-        for convert in field.get_db_converters(connection):
-            value = convert(value, field, connection)
+        for convert in field.get_db_converters(db):
+            value = convert(value, field, db)
         converted.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+    return model.from_db(db.alias, [field.attname for field in fields], converted)
 
 
 def api_key_lookup(key_hash: str) -> ApiKey | None:

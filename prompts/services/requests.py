@@ -11,6 +11,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from common.db import instance_insert
 from jobs import queues
 from jobs.models import TaskRecord
 from jobs.services import task_dispatch, task_revoke
@@ -74,7 +75,7 @@ def request_accept(*, user: User, tier: Tier, **fields: object) -> PromptRequest
     """Count the request against today's limit, record it and its task (call inside a transaction)."""
     daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
     task_id = uuid.uuid4()  # known before the record exists, so the request is written once
-    request = PromptRequest.objects.create(owner=user, task_id=task_id, **fields)
+    request = instance_insert(PromptRequest(owner=user, task_id=task_id, **fields))
     _dispatch(request, tier, task_id=task_id)
     return request
 
