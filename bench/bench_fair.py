@@ -93,8 +93,8 @@ def _seed_waiting(*, owner_ids: list[int], count: int, queue: str, with_requests
         cursor.execute(
             """
             INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
-            SELECT %(queue)s, owner_id, count(*), 0, %(cap)s, 1, 0, now()
-              FROM jobs_taskrecord WHERE queue = %(queue)s AND state = 'WAITING' AND owner_id = ANY(%(owners)s)
+            SELECT %(queue)s::varchar, owner_id, count(*), 0, %(cap)s, 1, 0, now()
+              FROM jobs_taskrecord WHERE queue = %(queue)s::varchar AND state = 'WAITING' AND owner_id = ANY(%(owners)s)
              GROUP BY owner_id
             ON CONFLICT (queue, owner_id) DO UPDATE SET waiting = EXCLUDED.waiting
             """,

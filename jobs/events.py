@@ -38,24 +38,36 @@ def stream_key(task_id: Any) -> str:
 
 def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
     """Append one event to the task's stream; publishing never breaks the work itself."""
-    event = {k: v for k, v in fields.items() if k in _PUBLISHED_FIELDS}
-    if not event:
+    events_publish([(task_id, fields)])
+
+
+def events_publish(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Append events of one or more tasks to their streams in one round trip, in this order."""
+    keys, args = [], [STREAM_MAX_EVENTS, NOTIFY_CHANNEL]
+    for task_id, fields in events:
+        event = {k: v for k, v in fields.items() if k in _PUBLISHED_FIELDS}
+        if event:
+            ttl = FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS
+            keys.append(stream_key(task_id))
+            args += [json.dumps(event, default=str), ttl]
+    if not keys:
         return
     try:
-        ttl = FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS
-        _publish_script()(
-            keys=[stream_key(task_id)], args=[STREAM_MAX_EVENTS, json.dumps(event, default=str), ttl, NOTIFY_CHANNEL]
-        )
+        _publish_script()(keys=keys, args=args)
     except Exception as exc:
-        logger.warning("event for task %s not published: %s", task_id, exc)
+        logger.warning("events for tasks %s not published: %s", [task_id for task_id, _ in events], exc)
 
 
-# Append, expire and announce in one atomic step: the notice follows its entry, in the stream's order.
+# Append, expire and announce each event in one atomic step: a notice follows its entry, in the
+# streams' order. KEYS: the streams; ARGV: max length, channel, then (data, ttl) per stream.
 PUBLISH_LUA = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], KEYS[1] .. ' ' .. id .. ' ' .. ARGV[2])
-return id
+for i, key in ipairs(KEYS) do
+    local data = ARGV[1 + 2 * i]
+    local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', data)
+    redis.call('EXPIRE', key, ARGV[2 + 2 * i])
+    redis.call('PUBLISH', ARGV[2], key .. ' ' .. id .. ' ' .. data)
+end
+return #KEYS
 """
 _script: Any = None
 

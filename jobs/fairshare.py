@@ -133,35 +133,40 @@ def fair_send(record: TaskRecord) -> bool:
     return False
 
 
-# Frees a slot (or a place in line) of a lane, under its row lock; a statement of its own, so
-# that the release that follows reads with a snapshot taken after the lock was granted and so
-# sees every record a dispatch holding the lock had committed.
-_FREE_SQL = """
-    UPDATE jobs_fairlane
-       SET {field} = GREATEST({field} - 1, 0), updated_at = now()
-     WHERE queue = %(queue)s AND owner_id = %(owner)s
- RETURNING waiting, in_flight, cap
-"""
-
-# Releases the lane's oldest waiting record (the lane's row is already locked by _FREE_SQL).
-_RELEASE_NEXT_SQL = """
+# Frees the ended record's slot (or its place in line) and, if that leaves a slot free with work
+# waiting, gives it to the lane's oldest waiting record: one statement. The lane's row is locked
+# and read as it is now (`freed`); the next record comes from the statement's snapshot, so one
+# that a dispatch committed while this waited for the lock is not seen: the caller then gets
+# `catch_up`, and fair_release sends it after the commit.
+_FINISH_SQL = """
     WITH next AS (
         SELECT id FROM jobs_taskrecord
          WHERE owner_id = %(owner)s AND queue = %(queue)s AND state = 'WAITING' AND fair_share
       ORDER BY created_at
          LIMIT 1
            FOR UPDATE SKIP LOCKED
+    ), freed AS (
+        SELECT GREATEST(waiting - %(waiting_freed)s, 0) AS waiting,
+               GREATEST(in_flight - %(slot_freed)s, 0) AS in_flight, cap
+          FROM jobs_fairlane
+         WHERE queue = %(queue)s AND owner_id = %(owner)s
+           FOR UPDATE
     ), released AS (
         UPDATE jobs_taskrecord AS record SET state = 'QUEUED', updated_at = now()
-          FROM next WHERE record.id = next.id
+          FROM next, freed
+         WHERE record.id = next.id AND freed.waiting > 0 AND freed.in_flight < freed.cap
      RETURNING record.id, record.name, record.args, record.kwargs, record.request_id
     ), lane AS (
-        UPDATE jobs_fairlane
-           SET waiting = GREATEST(waiting - 1, 0), in_flight = in_flight + 1,
-               pass_value = pass_value + 1.0 / weight, updated_at = now()
-         WHERE queue = %(queue)s AND owner_id = %(owner)s AND EXISTS (SELECT 1 FROM released)
+        UPDATE jobs_fairlane AS lane
+           SET waiting = freed.waiting - taken.n, in_flight = freed.in_flight + taken.n,
+               pass_value = lane.pass_value + taken.n * 1.0 / lane.weight, updated_at = now()
+          FROM freed, (SELECT count(*) AS n FROM released) AS taken
+         WHERE lane.queue = %(queue)s AND lane.owner_id = %(owner)s
+     RETURNING lane.waiting, lane.in_flight, lane.cap
     )
-    SELECT id, name, args, kwargs, request_id FROM released
+    SELECT lane.waiting, lane.in_flight, lane.cap,
+           released.id, released.name, released.args, released.kwargs, released.request_id
+      FROM lane LEFT JOIN released ON true
 """
 
 
@@ -171,21 +176,19 @@ def lane_finished(*, owner_id: int, queue: str, was_waiting: bool) -> tuple[Task
     Call it in the transaction that writes the final state. Returns (released, catch_up): the
     released record is QUEUED and must be sent (`fair_send`) after that transaction commits;
     `catch_up` says a slot is free and work counted as waiting but none could be claimed (the
-    counter drifted), for `fair_release` to sort out after the commit. Only the lane's own next
+    counter drifted, or the record was committed by a dispatch while this waited for the lane's
+    lock), for `fair_release` to sort out after the commit. One statement (`_FINISH_SQL`). Only the lane's own next
     record can take the slot (caps are per lane), so this is the release `fair_release` would make.
     """
-    field = "waiting" if was_waiting else "in_flight"
-    params = {"queue": queue, "owner": owner_id}
+    params = {"queue": queue, "owner": owner_id, "waiting_freed": int(was_waiting), "slot_freed": int(not was_waiting)}
     with connection.cursor() as cursor:
-        cursor.execute(_FREE_SQL.format(field=field), params)
-        lane = cursor.fetchone()
-        if lane is None or lane[0] == 0 or lane[1] >= lane[2]:  # nothing waits, or no slot is free
-            return None, False
-        cursor.execute(_RELEASE_NEXT_SQL, params)
+        cursor.execute(_FINISH_SQL, params)
         row = cursor.fetchone()
-    if row is None:
-        return None, True
-    record_id, name, args, kwargs, request_id = row
+    if row is None:  # no lane
+        return None, False
+    waiting, in_flight, cap, record_id, name, args, kwargs, request_id = row
+    if record_id is None:  # work counted as waiting and a free slot, but no record to claim
+        return None, waiting > 0 and in_flight < cap
     args, kwargs = (json.loads(v) if isinstance(v, str) else v for v in (args, kwargs))  # jsonb arrives as text
     released = TaskRecord(
         id=record_id, name=name, args=args, kwargs=kwargs, queue=queue, owner_id=owner_id, request_id=request_id

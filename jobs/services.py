@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.logs import request_id_get
-from jobs.events import event_publish
+from jobs.events import event_publish, events_publish
 from jobs.exceptions import RetryRefused
 from jobs.fairshare import GO, READY, fair_record_create, fair_release, fair_send, lane_finished, lanes_repair
 from jobs.heartbeat import worker_alive
@@ -108,6 +108,10 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         if fair_share and owner_id:
             was_waiting = state_before == State.WAITING
             released, catch_up = lane_finished(owner_id=owner_id, queue=queue, was_waiting=was_waiting)
+    if released is not None and not connection.in_atomic_block:  # committed: one round trip for both events
+        events_publish([(task_id, fields), (released.id, {"state": State.QUEUED})])
+        fair_send(released)
+        return 1
     event_publish(task_id, fields)
     # At once unless the caller's own transaction is still open: never sent before a commit.
     if released is not None:
