@@ -14,11 +14,12 @@ jobs are disabled meanwhile and restored afterwards; sent messages go to a queue
 """
 
 import itertools
+import json
 import os
 import re
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
@@ -37,7 +38,8 @@ BEAT_RUNS = 2
 PREFIX = "b-beat-"
 QUEUE = "bench.beat"
 TASK = "bench.beat_noop"
-SENDING = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/\w+\] Scheduler: Sending due task (\S+)")
+# Children log JSON lines (LOG_FORMAT's default without DEBUG): {"message": ..., "time": ISO 8601}.
+SENDING = re.compile(r"^Scheduler: Sending due task (\S+)")
 
 
 def _tasks_create(every_seconds: int) -> None:
@@ -115,13 +117,13 @@ def _beats(scheduler_path: str, count: int, name: str) -> dict:
     try:
         # Up means: every beat has started its service, and one of them has sent a task already.
         wait_until(lambda: _all_up(beats), timeout=180, interval=0.2, what=f"{count} beats to start")
-        started_at = datetime.now()
+        started_at = datetime.now(UTC)
         time.sleep(SECONDS)
         for beat in beats:
             beat.check_alive()
     finally:
         # Counted while all run: a beat that stops hands the lock over, and the other may then send.
-        stopped_at = datetime.now()
+        stopped_at = datetime.now(UTC)
         for beat in beats:
             beat.process.terminate()
         for beat in beats:
@@ -130,9 +132,7 @@ def _beats(scheduler_path: str, count: int, name: str) -> dict:
     senders = 0
     for beat in beats:
         found = [
-            (when, task)
-            for when, task in _sends(beat)
-            if task.startswith(PREFIX) and started_at <= when < stopped_at  # beat logs local time
+            (when, task) for when, task in _sends(beat) if task.startswith(PREFIX) and started_at <= when < stopped_at
         ]
         senders += bool(found)
         for when, task in found:
@@ -141,9 +141,15 @@ def _beats(scheduler_path: str, count: int, name: str) -> dict:
 
 
 def _sends(beat: Child) -> list[tuple[datetime, str]]:
-    lines = beat.log_path.read_text(errors="replace").splitlines()
-    matches = [match for line in lines if (match := SENDING.match(line))]
-    return [(datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"), match[2]) for match in matches]
+    sends = []
+    for line in beat.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # the banner, or a line cut short while being written
+            continue
+        if isinstance(entry, dict) and (match := SENDING.match(str(entry.get("message", "")))):
+            sends.append((datetime.fromisoformat(entry["time"]), match[1]))
+    return sends
 
 
 def _all_up(beats: list[Child]) -> bool:
