@@ -3,7 +3,7 @@
 For the few inserts every accepted request makes: the ORM compiles its INSERT anew each time
 (about 0.2 ms of CPU per row), where this builds the same column list and values from the
 model's fields. No `pre_save`/`post_save` signals are sent; use it only for models without
-receivers. `common/tests/test_db.py` checks that the row equals what `save()` writes.
+receivers. `tests/test_db_insert.py` checks that the row equals what `save()` writes.
 """
 
 from typing import Any

@@ -37,7 +37,8 @@ _LANE_ENQUEUE_SQL = """
         SELECT COALESCE(min(pass_value), 0) AS pass_value FROM jobs_fairlane WHERE queue = %(queue)s AND waiting > 0
     ), lane AS (
         INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
-        SELECT %(queue)s, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now() FROM front
+        SELECT %(queue)s::varchar, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now()
+          FROM front  -- the cast: with server-side binding, one parameter gets one type in the whole statement
         ON CONFLICT (queue, owner_id) DO UPDATE SET
             waiting = jobs_fairlane.waiting + CASE WHEN {free} THEN 0 ELSE 1 END,
             in_flight = jobs_fairlane.in_flight + CASE WHEN {free} THEN 1 ELSE 0 END,
@@ -177,8 +178,9 @@ def lane_finished(*, owner_id: int, queue: str, was_waiting: bool) -> tuple[Task
     released record is QUEUED and must be sent (`fair_send`) after that transaction commits;
     `catch_up` says a slot is free and work counted as waiting but none could be claimed (the
     counter drifted, or the record was committed by a dispatch while this waited for the lane's
-    lock), for `fair_release` to sort out after the commit. One statement (`_FINISH_SQL`). Only the lane's own next
-    record can take the slot (caps are per lane), so this is the release `fair_release` would make.
+    lock), for `fair_release` to sort out after the commit. One statement (`_FINISH_SQL`). Only
+    the lane's own next record can take the slot (caps are per lane), so this is the release
+    `fair_release` would make.
     """
     params = {"queue": queue, "owner": owner_id, "waiting_freed": int(was_waiting), "slot_freed": int(not was_waiting)}
     with connection.cursor() as cursor:

@@ -108,15 +108,12 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         if fair_share and owner_id:
             was_waiting = state_before == State.WAITING
             released, catch_up = lane_finished(owner_id=owner_id, queue=queue, was_waiting=was_waiting)
-    if released is not None and not connection.in_atomic_block:  # committed: one round trip for both events
-        events_publish([(task_id, fields), (released.id, {"state": State.QUEUED})])
-        fair_send(released)
-        return 1
-    event_publish(task_id, fields)
     # At once unless the caller's own transaction is still open: never sent before a commit.
     if released is not None:
-        transaction.on_commit(partial(_released_send, released), robust=True)
-    elif catch_up:
+        transaction.on_commit(partial(_released_send, released, finished=(task_id, fields)), robust=True)
+        return 1
+    event_publish(task_id, fields)
+    if catch_up:
         transaction.on_commit(partial(fair_release, queue=queue), robust=True)
     return 1
 
@@ -152,9 +149,10 @@ def _final_state_write(
         return cursor.fetchone()
 
 
-def _released_send(record: TaskRecord) -> None:
-    """Publish that a record claimed by `lane_finished` is QUEUED, then send it."""
-    event_publish(record.id, {"state": State.QUEUED})
+def _released_send(record: TaskRecord, *, finished: tuple[str | uuid.UUID, dict[str, Any]]) -> None:
+    """Publish the `finished` record's event and that the record it released is QUEUED (one
+    round trip), then send the released one."""
+    events_publish([finished, (record.id, {"state": State.QUEUED})])
     fair_send(record)
 
 

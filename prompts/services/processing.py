@@ -1,5 +1,6 @@
 """Doing the work of a request in the worker: one path for every kind, a runner per kind."""
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -76,12 +77,15 @@ def _set_unless_final(request_id: int, assignments: str, params: list[Any]) -> P
     One statement, where select_for_update() and save() took four (BEGIN, SELECT, UPDATE,
     COMMIT): the row lock is the UPDATE's own, its WHERE the status check.
     """
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in PromptRequest._meta.concrete_fields)
-    # The columns named, not *: a prepared statement must keep its result's shape across migrations.
-    table = PromptRequest._meta.db_table
-    sql = f"UPDATE {table} SET {assignments} WHERE id = %s AND status <> ALL(%s) RETURNING {columns}"
-    written = list(PromptRequest.objects.raw(sql, [*params, request_id, _FINAL]))
+    sql = f"UPDATE {PromptRequest._meta.db_table} SET {assignments} WHERE id = %s AND status <> ALL(%s) RETURNING "
+    written = list(PromptRequest.objects.raw(sql + _columns(), [*params, request_id, _FINAL]))
     return written[0] if written else None
+
+
+@functools.cache
+def _columns() -> str:
+    """The request's columns, named: a prepared statement keeps its result's shape across migrations."""
+    return ", ".join(connection.ops.quote_name(field.column) for field in PromptRequest._meta.concrete_fields)
 
 
 def _start(request_id: int) -> PromptRequest | None:
