@@ -4,11 +4,19 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DatabaseBusy(exceptions.APIException):
+    status_code = 503
+    default_detail = "The service is busy; try again in a moment."
+    default_code = "busy"
 
 
 class Pagination(PageNumberPagination):
@@ -20,7 +28,8 @@ class Pagination(PageNumberPagination):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus domain validation errors (raised by services) as 400s."""
+    """DRF's handler, plus domain validation errors (raised by services) as 400s, and a request
+    that waited too long for a pooled database connection (DB_POOL_TIMEOUT) as a 503."""
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             exc = exceptions.ValidationError(exc.message_dict)
@@ -30,4 +39,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
+        response = drf_exception_handler(DatabaseBusy(), context)
+        response["Retry-After"] = "1"
+        return response
     return drf_exception_handler(exc, context)

@@ -131,6 +131,20 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
     server_side_binding=True,
     prepare_threshold=int(_prepare_threshold) if _prepare_threshold.strip() else None,
 )
+# A pool of connections per process (psycopg_pool), on by default in the web: under ASGI each
+# request runs on a thread of its own and Django's connections are per thread, so without it
+# every request would open a connection. Workers keep one connection per thread instead
+# (CONN_MAX_AGE). config/asgi.py sets DJANGO_ASGI; common/postgresql checks the connections.
+DB_POOL = env.bool("DB_POOL", default=env.bool("DJANGO_ASGI", default=False))
+if DB_POOL:
+    DATABASES["default"]["ENGINE"] = "common.postgresql"
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # a connection goes back to the pool after each request
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),  # seconds a request waits for a connection
+        "max_idle": 300,  # seconds an idle connection above min_size is kept
+    }
 
 CACHE_URL = env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
