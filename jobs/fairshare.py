@@ -134,24 +134,32 @@ def fair_send(record: TaskRecord) -> bool:
     return False
 
 
-# Frees the ended record's slot (or its place in line) and, if that leaves a slot free with work
-# waiting, gives it to the lane's oldest waiting record: one statement. The lane's row is locked
-# and read as it is now (`freed`); the next record comes from the statement's snapshot, so one
-# that a dispatch committed while this waited for the lock is not seen: the caller then gets
-# `catch_up`, and fair_release sends it after the commit.
-_FINISH_SQL = """
-    WITH next AS (
-        SELECT id FROM jobs_taskrecord
-         WHERE owner_id = %(owner)s AND queue = %(queue)s AND state = 'WAITING' AND fair_share
-      ORDER BY created_at
+# Appended to a statement whose `written` CTE ended a record (RETURNING state_before, fair_share,
+# owner_id, queue): if it was a fair record, its slot (or its place in line) is freed and, if that
+# leaves a slot free with work waiting, the lane's oldest waiting record takes it, in the same
+# statement as the final state. The lane's row is locked and read as it is now (`freed`); the
+# next record comes from the statement's snapshot, so one that a dispatch committed while this
+# waited for a lock is not seen: the caller then gets `catch_up`, and fair_release sends it after
+# the commit. %(id)s is the ended record (still WAITING in the snapshot if it ended waiting).
+FINISH_CTES = """
+    ended AS (
+        SELECT owner_id, queue, (state_before = 'WAITING')::int AS waiting_freed,
+               (state_before <> 'WAITING')::int AS slot_freed
+          FROM written
+         WHERE fair_share AND owner_id IS NOT NULL
+    ), next AS (
+        SELECT record.id FROM jobs_taskrecord AS record, ended
+         WHERE record.owner_id = ended.owner_id AND record.queue = ended.queue AND record.state = 'WAITING'
+           AND record.fair_share AND record.id <> %(id)s
+      ORDER BY record.created_at
          LIMIT 1
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF record SKIP LOCKED
     ), freed AS (
-        SELECT GREATEST(waiting - %(waiting_freed)s, 0) AS waiting,
-               GREATEST(in_flight - %(slot_freed)s, 0) AS in_flight, cap
-          FROM jobs_fairlane
-         WHERE queue = %(queue)s AND owner_id = %(owner)s
-           FOR UPDATE
+        SELECT GREATEST(lane.waiting - ended.waiting_freed, 0) AS waiting,
+               GREATEST(lane.in_flight - ended.slot_freed, 0) AS in_flight, lane.cap
+          FROM jobs_fairlane AS lane, ended
+         WHERE lane.queue = ended.queue AND lane.owner_id = ended.owner_id
+           FOR UPDATE OF lane
     ), released AS (
         UPDATE jobs_taskrecord AS record SET state = 'QUEUED', updated_at = now()
           FROM next, freed
@@ -161,34 +169,31 @@ _FINISH_SQL = """
         UPDATE jobs_fairlane AS lane
            SET waiting = freed.waiting - taken.n, in_flight = freed.in_flight + taken.n,
                pass_value = lane.pass_value + taken.n * 1.0 / lane.weight, updated_at = now()
-          FROM freed, (SELECT count(*) AS n FROM released) AS taken
-         WHERE lane.queue = %(queue)s AND lane.owner_id = %(owner)s
+          FROM ended, freed, (SELECT count(*) AS n FROM released) AS taken
+         WHERE lane.queue = ended.queue AND lane.owner_id = ended.owner_id
      RETURNING lane.waiting, lane.in_flight, lane.cap
     )
-    SELECT lane.waiting, lane.in_flight, lane.cap,
-           released.id, released.name, released.args, released.kwargs, released.request_id
-      FROM lane LEFT JOIN released ON true
 """
+# What FINISH_CTES give back, after `written`'s columns: the lane as left, and the released record.
+FINISH_COLUMNS = (
+    "lane.waiting, lane.in_flight, lane.cap, "
+    "released.id, released.name, released.args, released.kwargs, released.request_id"
+)
+FINISH_JOINS = "LEFT JOIN lane ON true LEFT JOIN released ON true"
 
 
-def lane_finished(*, owner_id: int, queue: str, was_waiting: bool) -> tuple[TaskRecord | None, bool]:
-    """A fair record ended: free its slot (or its place in line) and claim the lane's next record.
+def lane_finished(row: tuple, *, owner_id: int, queue: str) -> tuple[TaskRecord | None, bool]:
+    """Read FINISH_COLUMNS of a fair record that ended: (released, catch_up).
 
-    Call it in the transaction that writes the final state. Returns (released, catch_up): the
-    released record is QUEUED and must be sent (`fair_send`) after that transaction commits;
+    The released record is QUEUED and must be sent (`fair_send`) after the transaction commits;
     `catch_up` says a slot is free and work counted as waiting but none could be claimed (the
     counter drifted, or the record was committed by a dispatch while this waited for the lane's
-    lock), for `fair_release` to sort out after the commit. One statement (`_FINISH_SQL`). Only
-    the lane's own next record can take the slot (caps are per lane), so this is the release
-    `fair_release` would make.
+    lock), for `fair_release` to sort out after the commit. Only the lane's own next record can
+    take the slot (caps are per lane), so this is the release `fair_release` would make.
     """
-    params = {"queue": queue, "owner": owner_id, "waiting_freed": int(was_waiting), "slot_freed": int(not was_waiting)}
-    with connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL, params)
-        row = cursor.fetchone()
-    if row is None:  # no lane
-        return None, False
     waiting, in_flight, cap, record_id, name, args, kwargs, request_id = row
+    if waiting is None:  # no lane
+        return None, False
     if record_id is None:  # work counted as waiting and a free slot, but no record to claim
         return None, waiting > 0 and in_flight < cap
     args, kwargs = (json.loads(v) if isinstance(v, str) else v for v in (args, kwargs))  # jsonb arrives as text

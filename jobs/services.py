@@ -22,7 +22,18 @@ from django.utils import timezone
 from common.logs import request_id_get
 from jobs.events import event_publish, events_publish
 from jobs.exceptions import RetryRefused
-from jobs.fairshare import GO, READY, fair_record_create, fair_release, fair_send, lane_finished, lanes_repair
+from jobs.fairshare import (
+    FINISH_COLUMNS,
+    FINISH_CTES,
+    FINISH_JOINS,
+    GO,
+    READY,
+    fair_record_create,
+    fair_release,
+    fair_send,
+    lane_finished,
+    lanes_repair,
+)
 from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
@@ -87,7 +98,7 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
     A fair-share record that ends frees its lane's slot exactly once: the final transition is
     made from the state read, locked, in the same statement, so of two concurrent final updates
     only one counts.
-    The slot is freed and the lane's next record released in the transaction that writes the
+    The slot is freed and the lane's next record released in the statement that writes the
     final state; that record is sent after the commit.
     """
     fields.setdefault("updated_at", timezone.now())
@@ -99,15 +110,10 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
         if updated:
             event_publish(task_id, fields)
         return updated
-    with transaction.atomic():
-        before = _final_state_write(task_id, fields, only_if_not_final=only_if_not_final)
-        if before is None:
-            return 0
-        state_before, fair_share, owner_id, queue = before
-        released, catch_up = None, False
-        if fair_share and owner_id:
-            was_waiting = state_before == State.WAITING
-            released, catch_up = lane_finished(owner_id=owner_id, queue=queue, was_waiting=was_waiting)
+    ended = _final_state_write(task_id, fields, only_if_not_final=only_if_not_final)
+    if ended is None:
+        return 0
+    released, catch_up, queue = ended
     # At once unless the caller's own transaction is still open: never sent before a commit.
     if released is not None:
         transaction.on_commit(partial(_released_send, released, finished=(task_id, fields)), robust=True)
@@ -120,33 +126,46 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
 
 def _final_state_write(
     task_id: str | uuid.UUID, fields: dict[str, Any], *, only_if_not_final: bool
-) -> tuple[str, bool, int | None, str] | None:
-    """Write `fields` and say what the state was before, with the record's lane, in one statement.
+) -> tuple[TaskRecord | None, bool, str] | None:
+    """Write a final state's `fields` and, for a fair record, free its lane's slot and claim the
+    lane's next record: one statement, so no transaction of its own.
 
-    The sub-select locks the row before the update reads it, so of two concurrent final updates
-    the second sees the first's state (PostgreSQL before 18 has no RETURNING OLD). None when the
-    record is gone, or final already and `only_if_not_final`.
+    Returns (released, catch_up, queue) as `fairshare.lane_finished` reads them, or None when
+    the record is gone, or final already and `only_if_not_final`. The record's row is locked
+    before the update reads its state, so of two concurrent final updates the second sees the
+    first's state (PostgreSQL before 18 has no RETURNING OLD) and frees nothing.
     """
     table, quote = TaskRecord._meta.db_table, connection.ops.quote_name
-    assignments, params = [], []
-    for name, value in fields.items():
+    assignments, params = [], {"id": TaskRecord._meta.pk.get_db_prep_save(task_id, connection)}
+    for number, (name, value) in enumerate(fields.items()):
         field = TaskRecord._meta.get_field(name)
         if value is None:
             assignments.append(f"{quote(field.column)} = NULL")
         else:
-            assignments.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
-    params.append(TaskRecord._meta.pk.get_db_prep_save(task_id, connection))
-    sql = (
-        f"UPDATE {table} AS t SET {', '.join(assignments)} "
-        f"FROM (SELECT id, state FROM {table} WHERE id = %s FOR UPDATE) AS before WHERE t.id = before.id"
-    )
+            assignments.append(f"{quote(field.column)} = %(f{number})s")
+            params[f"f{number}"] = field.get_db_prep_save(value, connection)
+    condition = ""
     if only_if_not_final:
-        sql += " AND before.state <> ALL(%s)"
-        params.append([str(state) for state in TaskRecord.FINAL_STATES])
+        condition = " AND before.state <> ALL(%(final)s)"
+        params["final"] = [str(state) for state in TaskRecord.FINAL_STATES]
+    sql = f"""
+        WITH before AS (
+            SELECT id, state FROM {table} WHERE id = %(id)s FOR UPDATE
+        ), written AS (
+            UPDATE {table} AS t SET {", ".join(assignments)}
+              FROM before WHERE t.id = before.id{condition}
+         RETURNING before.state AS state_before, t.fair_share, t.owner_id, t.queue
+        ), {FINISH_CTES}
+        SELECT written.owner_id, written.queue, {FINISH_COLUMNS} FROM written {FINISH_JOINS}
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING before.state, t.fair_share, t.owner_id, t.queue", params)
-        return cursor.fetchone()
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    owner_id, queue = row[:2]
+    released, catch_up = lane_finished(row[2:], owner_id=owner_id, queue=queue)
+    return released, catch_up, queue
 
 
 def _released_send(record: TaskRecord, *, finished: tuple[str | uuid.UUID, dict[str, Any]]) -> None:
