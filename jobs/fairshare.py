@@ -124,9 +124,10 @@ def fair_release(*, queue: str, most: int = 100) -> int:
     return released
 
 
-def fair_send(record: TaskRecord) -> bool:
-    """Send a released record; if the broker refuses, give its turn back (it waits again)."""
-    if task_message_send(record):
+def fair_send(record: TaskRecord, *, note: bool = True) -> bool:
+    """Send a released record; if the broker refuses, give its turn back (it waits again).
+    `note` as for `task_message_send`."""
+    if task_message_send(record, note=note):
         return True
     FairLane.objects.filter(queue=record.queue, owner_id=record.owner_id, in_flight__gt=0).update(
         waiting=F("waiting") + 1, in_flight=F("in_flight") - 1

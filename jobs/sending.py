@@ -34,9 +34,13 @@ _SENT_SQL = """
 """
 
 
-def task_message_send(record: TaskRecord) -> bool:
+def task_message_send(record: TaskRecord, *, note: bool = True) -> bool:
     """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
+
+    The send is noted on the record (`sends`, `sent_at`, WAITING to QUEUED); with `note=False`
+    the caller notes it in Redis instead (`jobs.events.events_publish(sent=...)`), for a record
+    already QUEUED, and the record's start notes it in PostgreSQL.
     """
     try:
         current_app.send_task(
@@ -55,6 +59,8 @@ def task_message_send(record: TaskRecord) -> bool:
             state=State.WAITING, updated_at=timezone.now()
         )
         return False
+    if not note:
+        return True
     with connection.cursor() as cursor:
         cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})
         row = cursor.fetchone()

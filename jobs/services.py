@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.logs import request_id_get
-from jobs.events import event_publish, events_publish
+from jobs.events import event_publish, events_publish, sent_marked
 from jobs.exceptions import RetryRefused
 from jobs.fairshare import (
     FINISH_COLUMNS,
@@ -169,10 +169,13 @@ def _final_state_write(
 
 
 def _released_send(record: TaskRecord, *, finished: tuple[str | uuid.UUID, dict[str, Any]]) -> None:
-    """Publish the `finished` record's event and that the record it released is QUEUED (one
-    round trip), then send the released one."""
-    events_publish([finished, (record.id, {"state": State.QUEUED})])
-    fair_send(record)
+    """Send the record a finishing one released; then publish the `finished` record's event and
+    the released one's QUEUED, and note its send, in one Redis round trip (no statement: its
+    start notes the send in PostgreSQL, and the sweeper reads the note in Redis meanwhile)."""
+    if not fair_send(record, note=False):  # refused: it waits again, its turn given back
+        event_publish(*finished)
+        return
+    events_publish([finished, (record.id, {"state": State.QUEUED})], sent=(record.id,))
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
@@ -210,6 +213,20 @@ def _orphaned(now: Any) -> list[TaskRecord]:
     return list(held.filter(worker__in=dead).order_by("updated_at")[:1000]) if dead else []
 
 
+def _unless_sent(records: list[TaskRecord], *, queued_before: Any, drained: list[str]) -> list[TaskRecord]:
+    """Drop the records that look never sent (QUEUED, no send noted) but whose send a finishing
+    task noted in Redis (`_released_send`): their message waits in its queue, unless another
+    rule says it was lost."""
+    only_unsent = [
+        record
+        for record in records
+        if record.state == State.QUEUED and record.sends == 0 and record.updated_at >= queued_before
+        and not (record.worker == "" and record.queue in drained)
+    ]  # fmt: skip
+    sent = sent_marked([record.id for record in only_unsent])
+    return [record for record in records if str(record.id) not in sent]
+
+
 def task_records_sweep() -> dict[str, int]:
     """Send again what was never sent or went silent; give up after JOBS_MAX_SENDS sends."""
     now = timezone.now()
@@ -224,13 +241,13 @@ def task_records_sweep() -> dict[str, int]:
     stranded = TaskRecord.objects.filter(
         # Fair-share records wait for their turn on purpose; fair_release sends them.
         Q(state=State.WAITING, fair_share=False, updated_at__lt=resend_before)
-        | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent
+        | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent (see _unless_sent)
         | Q(state=State.QUEUED, updated_at__lt=queued_before)
         | Q(state=State.QUEUED, worker="", queue__in=drained, updated_at__lt=resend_before)
         | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
     ).order_by("updated_at")[:1000]
     counts = {"resent": 0, "failed": 0, "unsent": 0}
-    stranded = [*stranded, *_orphaned(now)]
+    stranded = [*_unless_sent(stranded, queued_before=queued_before, drained=drained), *_orphaned(now)]
     for record in stranded:
         if record.sends >= settings.JOBS_MAX_SENDS:
             task_record_abandon(task_id=record.id, reason=f"Gave up after {record.sends} deliveries without a result.")

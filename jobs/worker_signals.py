@@ -11,6 +11,8 @@ from billiard.exceptions import WorkerLostError
 from billiard.process import current_process
 from celery import signals
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from common.logs import log_context_bind, request_id_get
@@ -102,7 +104,9 @@ def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **
     log_context_bind(request_id=_request_id_of(task), task_id=task_id, task_name=task.name)
     now = timezone.now()
     worker = task.request.hostname or ""
-    if task_record_update(task_id=task_id, state=State.STARTED, started_at=now, worker=worker):
+    # A record a finishing task released had its send noted in Redis only (jobs.services._released_send).
+    sent = {"sends": Greatest(F("sends"), 1), "sent_at": Coalesce(F("sent_at"), Value(now, DateTimeField()))}
+    if task_record_update(task_id=task_id, state=State.STARTED, started_at=now, worker=worker, **sent):
         return
     # Sent without the dispatch path (beat, Flower, a shell): record it now so it is visible too.
     queue = (task.request.delivery_info or {}).get("routing_key") or ""
