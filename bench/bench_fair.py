@@ -6,8 +6,9 @@
    them (request PENDING, record WAITING, the lane counting them), then released as usual.
 2. Throughput with fair release on and off (FAIR_SHARE_ENABLED in this process, which
    dispatches): prompts of 32 users with a cap of 2 (64 slots for 32 threads, so caps do not
-   bind), accepted with the worker paused, then timed from the first message taken to the last
-   COMPLETED; rounds alternate.
+   bind), timed from the first submission to the last COMPLETED with the worker running (the
+   target), and, for what the worker alone pays, accepted with the worker paused and timed from
+   the first message taken; rounds alternate.
 3. `jobs.fairshare.fair_release` per released task with 10,000 and with 1,000,000 records
    waiting (written with SQL, 100 owners, a queue nobody consumes): flat means a ratio near 1.
 """
@@ -144,39 +145,56 @@ def _burst_rows(worker: Worker, burster: object, lone: object) -> list[dict]:
     ]
 
 
-def _throughput_round(worker: Worker, users: list, *, fair: bool) -> tuple[float, float]:
-    """(accepted per second, completed per second) for PROMPTS prompts with fair share on or off."""
-    worker.pause(QUEUE)
+def _throughput_round(worker: Worker, users: list, *, fair: bool, paused: bool) -> tuple[float, float]:
+    """(accepted per second, completed per second) for PROMPTS prompts with fair share on or off.
+
+    `paused`: accepted with the worker paused, timed from the first message taken to the last
+    COMPLETED (the worker's side alone). Otherwise accepted with the worker running, timed from
+    the first submission to the last COMPLETED (the whole pipeline).
+    """
+    if paused:
+        worker.pause(QUEUE)
     since = last_request_id()
     with override_settings(FAIR_SHARE_ENABLED=fair):
+        submitted = time.time()
         started = time.perf_counter()
         for number in range(PROMPTS):
             prompt_request_create(user=users[number % len(users)], prompt_text=f"throughput {number}")
         accepted = PROMPTS / (time.perf_counter() - started)
-        worker.resume(QUEUE)
-        began = consumption_started(QUEUE, waiting=queue_length(QUEUE))
+        began = submitted
+        if paused:
+            worker.resume(QUEUE)
+            began = consumption_started(QUEUE, waiting=queue_length(QUEUE))
         last = round_wait(owners=users, since_id=since, count=PROMPTS, timeout=PROMPTS / 5 + 60)
     prompts_clean(users)
     return accepted, PROMPTS / (last.timestamp() - began)
 
 
 def _throughput_rows(worker: Worker, users: list) -> list[dict]:
-    on, off = [], []
+    """Both ways of timing, rounds alternating on and off.
+
+    The target is on the whole pipeline. With fair share off every message is sent by the
+    accepting process; with it on, most are sent by the worker, as running work finishes: timed
+    from the first message taken, the worker's side carries the sends of one mode and not of the
+    other, so that figure is shown for what the worker pays, without a target.
+    """
+    rounds: dict[tuple[bool, bool], list[tuple[float, float]]] = {}
     for _ in range(RUNS):
-        on.append(_throughput_round(worker, users, fair=True))
-        off.append(_throughput_round(worker, users, fair=False))
+        for paused in (False, True):
+            for fair in (True, False):
+                rounds.setdefault((paused, fair), []).append(_throughput_round(worker, users, fair=fair, paused=paused))
+    prefix = f"{PROMPTS:,} prompts of {len(users)} users (cap {CAP}, {len(users) * CAP} slots)"
     rows = []
-    for index, (label, unit) in enumerate((("accepted through the service", " /s"), ("completed", " tasks/s"))):
-        mine, plain = median_of([r[index] for r in on]), median_of([r[index] for r in off])
-        row = {
-            "figure": f"{PROMPTS:,} prompts of {len(users)} users (cap {CAP}, {len(users) * CAP} slots), {label}, "
-            "fair release on vs off",
-            "unit": unit,
-            "project": mine,
-            "baseline": plain,
-            "ratio": mine / plain,
-        }
-        if index == 1:
+    for paused, index, label, unit in (
+        (True, 0, "accepted through the service (worker paused)", " /s"),
+        (False, 1, "submitted to the last COMPLETED, worker running", " tasks/s"),
+        (True, 1, "first message taken to the last COMPLETED (accepted with the worker paused)", " tasks/s"),
+    ):
+        mine = median_of([r[index] for r in rounds[(paused, True)]])
+        plain = median_of([r[index] for r in rounds[(paused, False)]])
+        row = {"figure": f"{prefix}, {label}, fair release on vs off", "unit": unit, "project": mine,
+               "baseline": plain, "ratio": mine / plain}  # fmt: skip
+        if (paused, index) == (False, 1):
             row.update(target=">= 0.90", ok=mine / plain >= 0.9)
         rows.append(row)
     return rows
