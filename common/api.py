@@ -13,7 +13,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+def database_busy(exc: BaseException) -> bool:
+    """Whether `exc` is a request that waited DB_POOL_TIMEOUT for a pooled database connection."""
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout)
+
+
 class DatabaseBusy(exceptions.APIException):
+    """503: every pooled database connection stayed taken for DB_POOL_TIMEOUT seconds."""
+
     status_code = 503
     default_detail = "The service is busy; try again in a moment."
     default_code = "busy"
@@ -39,7 +46,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
+    elif database_busy(exc):
         response = drf_exception_handler(DatabaseBusy(), context)
         response["Retry-After"] = "1"
         return response

@@ -1,12 +1,15 @@
-"""Request id middleware: every request gets an id, in its log lines and in its answer."""
+"""Request ids (every request gets one, in its log lines and in its answer), and a busy database
+answered as a 503 by the views outside the API."""
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
+from common.api import DatabaseBusy, database_busy
 from common.logs import REQUEST_ID_HEADER, log_context_bind, request_id_accept
 
 logger = logging.getLogger("common.requests")
@@ -57,4 +60,16 @@ class RequestIdMiddleware:
         response = await self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         _log_answer(request, response, started)
+        return response
+
+
+class DatabaseBusyMiddleware(MiddlewareMixin):
+    """A view outside the API (admin, dashboard, event streams) that waited DB_POOL_TIMEOUT for a
+    pooled database connection answers 503 with Retry-After, as the API does, not a 500."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if not database_busy(exception):
+            return None
+        response = JsonResponse({"detail": str(DatabaseBusy.default_detail)}, status=DatabaseBusy.status_code)
+        response["Retry-After"] = "1"
         return response

@@ -41,60 +41,33 @@ def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
     events_publish([(task_id, fields)])
 
 
-def sent_key(task_id: Any) -> str:
-    """Notes that a record's message went to the broker (kept beside the messages, in the broker's Redis)."""
-    return f"jobs:sent:{task_id}"
-
-
-def sent_note_ttl() -> int:
-    """Seconds a send noted in Redis is kept: half the visibility timeout, after which the sweeper
-    sends a record still QUEUED again anyway (about 90 bytes a released record meanwhile)."""
-    return settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2
-
-
-def events_publish(events: list[tuple[Any, dict[str, Any]]], *, sent: tuple[Any, ...] = ()) -> None:
-    """Append events of one or more tasks to their streams in one round trip, in this order;
-    and note that the records `sent` were sent (`sent_key`), in the same round trip."""
-    keys, args = [], []
+def events_publish(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Append events of one or more tasks to their streams in one round trip, in this order."""
+    keys, args = [], [STREAM_MAX_EVENTS, NOTIFY_CHANNEL]
     for task_id, fields in events:
         event = {k: v for k, v in fields.items() if k in _PUBLISHED_FIELDS}
         if event:
             ttl = FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS
             keys.append(stream_key(task_id))
             args += [json.dumps(event, default=str), ttl]
-    streams = len(keys)
-    keys += [sent_key(task_id) for task_id in sent]
     if not keys:
         return
     try:
-        _publish_script()(keys=keys, args=[STREAM_MAX_EVENTS, NOTIFY_CHANNEL, streams, sent_note_ttl(), *args])
+        _publish_script()(keys=keys, args=args)
     except Exception as exc:
         logger.warning("events for tasks %s not published: %s", [task_id for task_id, _ in events], exc)
 
 
-def sent_marked(task_ids: list[Any]) -> set[str]:
-    """Which of `task_ids` have a send noted in Redis (as strings)."""
-    if not task_ids:
-        return set()
-    values = events_redis().mget([sent_key(task_id) for task_id in task_ids])
-    return {str(task_id) for task_id, value in zip(task_ids, values, strict=True) if value is not None}
-
-
 # Append, expire and announce each event in one atomic step: a notice follows its entry, in the
-# streams' order; then set the sent notes. KEYS: the streams, then the sent notes; ARGV: max
-# length, channel, how many streams, the notes' ttl, then (data, ttl) per stream.
+# streams' order. KEYS: the streams; ARGV: max length, channel, then (data, ttl) per stream.
 PUBLISH_LUA = """
-local streams = tonumber(ARGV[3])
-for i = 1, streams do
-    local key, data = KEYS[i], ARGV[3 + 2 * i]
+for i, key in ipairs(KEYS) do
+    local data = ARGV[1 + 2 * i]
     local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', data)
-    redis.call('EXPIRE', key, ARGV[4 + 2 * i])
+    redis.call('EXPIRE', key, ARGV[2 + 2 * i])
     redis.call('PUBLISH', ARGV[2], key .. ' ' .. id .. ' ' .. data)
 end
-for i = streams + 1, #KEYS do
-    redis.call('SET', KEYS[i], '1', 'EX', ARGV[4])
-end
-return streams
+return #KEYS
 """
 _script: Any = None
 

@@ -124,10 +124,10 @@ def fair_release(*, queue: str, most: int = 100) -> int:
     return released
 
 
-def fair_send(record: TaskRecord, *, note: bool = True) -> bool:
+def fair_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
     """Send a released record; if the broker refuses, give its turn back (it waits again).
-    `note` as for `task_message_send`."""
-    if task_message_send(record, note=note):
+    `note_in_redis` as for `task_message_send`."""
+    if task_message_send(record, note_in_redis=note_in_redis):
         return True
     FairLane.objects.filter(queue=record.queue, owner_id=record.owner_id, in_flight__gt=0).update(
         waiting=F("waiting") + 1, in_flight=F("in_flight") - 1

@@ -5,12 +5,14 @@ Kept apart from `jobs.services` so that `jobs.fairshare` sends the records it re
 
 import logging
 import uuid
+from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from jobs.events import event_publish
+from jobs.events import event_publish, events_redis
 from jobs.models import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -34,13 +36,37 @@ _SENT_SQL = """
 """
 
 
-def task_message_send(record: TaskRecord, *, note: bool = True) -> bool:
+def sent_key(task_id: Any) -> str:
+    """A note that a record's message went to the broker, kept in the broker's Redis beside it."""
+    return f"jobs:sent:{task_id}"
+
+
+def sent_note_ttl() -> int:
+    """Seconds a send noted in Redis is kept: half the visibility timeout, after which the sweeper
+    sends a record still QUEUED again anyway (about 90 bytes a noted record meanwhile)."""
+    return settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2
+
+
+def sent_noted(task_ids: list[Any]) -> set[str] | None:
+    """Which of `task_ids` have a send noted in Redis (as strings); None if Redis cannot say."""
+    if not task_ids:
+        return set()
+    try:
+        values = events_redis().mget([sent_key(task_id) for task_id in task_ids])
+    except Exception as exc:  # redis-py raises several kinds
+        logger.warning("sent notes not read: %s", exc)
+        return None
+    return {str(task_id) for task_id, value in zip(task_ids, values, strict=True) if value is not None}
+
+
+def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
     """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
 
-    The send is noted on the record (`sends`, `sent_at`, WAITING to QUEUED); with `note=False`
-    the caller notes it in Redis instead (`jobs.events.events_publish(sent=...)`), for a record
-    already QUEUED, and the record's start notes it in PostgreSQL.
+    The send is noted on the record (`sends`, `sent_at`, WAITING to QUEUED), or, with
+    `note_in_redis`, for a record already QUEUED, in Redis (`sent_key`: a Redis round trip
+    instead of a statement); the record's start then notes it on the record (the STARTED update),
+    and the sweeper reads the Redis note meanwhile.
     """
     try:
         current_app.send_task(
@@ -59,7 +85,11 @@ def task_message_send(record: TaskRecord, *, note: bool = True) -> bool:
             state=State.WAITING, updated_at=timezone.now()
         )
         return False
-    if not note:
+    if note_in_redis:
+        try:
+            events_redis().set(sent_key(record.id), "1", ex=sent_note_ttl())
+        except Exception as exc:  # sent all the same; without the note the sweeper may send it again
+            logger.warning("send of task %s not noted: %s", record.id, exc)
         return True
     with connection.cursor() as cursor:
         cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})

@@ -16,11 +16,12 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from common.logs import request_id_get
-from jobs.events import event_publish, events_publish, sent_marked
+from jobs.events import event_publish, events_publish
 from jobs.exceptions import RetryRefused
 from jobs.fairshare import (
     FINISH_COLUMNS,
@@ -38,7 +39,7 @@ from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.selectors import queue_lengths
-from jobs.sending import task_message_send, task_record_send
+from jobs.sending import sent_noted, task_message_send, task_record_send
 from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
@@ -169,13 +170,24 @@ def _final_state_write(
 
 
 def _released_send(record: TaskRecord, *, finished: tuple[str | uuid.UUID, dict[str, Any]]) -> None:
-    """Send the record a finishing one released; then publish the `finished` record's event and
-    the released one's QUEUED, and note its send, in one Redis round trip (no statement: its
-    start notes the send in PostgreSQL, and the sweeper reads the note in Redis meanwhile)."""
-    if not fair_send(record, note=False):  # refused: it waits again, its turn given back
-        event_publish(*finished)
-        return
-    events_publish([finished, (record.id, {"state": State.QUEUED})], sent=(record.id,))
+    """Publish the `finished` record's event and that the record it released is QUEUED (one
+    round trip), then send the released one, noting the send in Redis (no statement: its start
+    notes it on the record)."""
+    events_publish([finished, (record.id, {"state": State.QUEUED})])
+    fair_send(record, note_in_redis=True)
+
+
+def task_record_start(*, task_id: str | uuid.UUID, worker: str, now: Any) -> int:
+    """A worker took the task and starts it: STARTED, by whom, since when. A send noted only in
+    Redis (a record a finishing task released, `_released_send`) is noted on the record now."""
+    return task_record_update(
+        task_id=task_id,
+        state=State.STARTED,
+        started_at=now,
+        worker=worker,
+        sends=Greatest(F("sends"), 1),
+        sent_at=Coalesce(F("sent_at"), Value(now, DateTimeField())),
+    )
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
@@ -213,18 +225,25 @@ def _orphaned(now: Any) -> list[TaskRecord]:
     return list(held.filter(worker__in=dead).order_by("updated_at")[:1000]) if dead else []
 
 
-def _unless_sent(records: list[TaskRecord], *, queued_before: Any, drained: list[str]) -> list[TaskRecord]:
-    """Drop the records that look never sent (QUEUED, no send noted) but whose send a finishing
-    task noted in Redis (`_released_send`): their message waits in its queue, unless another
-    rule says it was lost."""
-    only_unsent = [
-        record
+def _noted_as_sent(records: list[TaskRecord], *, queued_before: Any, drained: list[str], now: Any) -> set[str]:
+    """The ids of `records` that look never sent (QUEUED, no send on the record) only because
+    their send was noted in Redis (`_released_send`): their message waits in its queue. The
+    note is copied onto the record, so the next sweep looks past them. If Redis cannot say,
+    all such candidates count as sent this time (the broker is that Redis: a send would fail)."""
+    candidates = [
+        record.id
         for record in records
         if record.state == State.QUEUED and record.sends == 0 and record.updated_at >= queued_before
-        and not (record.worker == "" and record.queue in drained)
+        and not (record.worker == "" and record.queue in drained)  # another rule says it was lost
     ]  # fmt: skip
-    sent = sent_marked([record.id for record in only_unsent])
-    return [record for record in records if str(record.id) not in sent]
+    noted = sent_noted(candidates)
+    if noted is None:
+        return {str(pk) for pk in candidates}
+    if noted:
+        TaskRecord.objects.filter(pk__in=list(noted), state=State.QUEUED, sends=0).update(
+            sends=1, sent_at=Coalesce(F("sent_at"), Value(now, DateTimeField()))
+        )  # updated_at stays: it is the record's last sign of life
+    return noted
 
 
 def task_records_sweep() -> dict[str, int]:
@@ -241,13 +260,14 @@ def task_records_sweep() -> dict[str, int]:
     stranded = TaskRecord.objects.filter(
         # Fair-share records wait for their turn on purpose; fair_release sends them.
         Q(state=State.WAITING, fair_share=False, updated_at__lt=resend_before)
-        | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent (see _unless_sent)
+        | Q(state=State.QUEUED, sends=0, updated_at__lt=resend_before)  # released, never sent (see _noted_as_sent)
         | Q(state=State.QUEUED, updated_at__lt=queued_before)
         | Q(state=State.QUEUED, worker="", queue__in=drained, updated_at__lt=resend_before)
         | Q(state__in=[State.STARTED, State.PROGRESS, State.RETRY], updated_at__lt=silent_before)
     ).order_by("updated_at")[:1000]
     counts = {"resent": 0, "failed": 0, "unsent": 0}
-    stranded = [*_unless_sent(stranded, queued_before=queued_before, drained=drained), *_orphaned(now)]
+    noted = _noted_as_sent(list(stranded), queued_before=queued_before, drained=drained, now=now)
+    stranded = [*(record for record in stranded if str(record.id) not in noted), *_orphaned(now)]
     for record in stranded:
         if record.sends >= settings.JOBS_MAX_SENDS:
             task_record_abandon(task_id=record.id, reason=f"Gave up after {record.sends} deliveries without a result.")

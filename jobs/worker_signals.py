@@ -11,14 +11,12 @@ from billiard.exceptions import WorkerLostError
 from billiard.process import current_process
 from celery import signals
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from common.logs import log_context_bind, request_id_get
 from jobs.models import TaskRecord
 from jobs.sending import TASK_REQUEST_ID_HEADER
-from jobs.services import task_record_abandon, task_record_update
+from jobs.services import task_record_abandon, task_record_start, task_record_update
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
@@ -104,9 +102,7 @@ def _on_prerun(task_id: str, task: Any, args: Any = None, kwargs: Any = None, **
     log_context_bind(request_id=_request_id_of(task), task_id=task_id, task_name=task.name)
     now = timezone.now()
     worker = task.request.hostname or ""
-    # A record a finishing task released had its send noted in Redis only (jobs.services._released_send).
-    sent = {"sends": Greatest(F("sends"), 1), "sent_at": Coalesce(F("sent_at"), Value(now, DateTimeField()))}
-    if task_record_update(task_id=task_id, state=State.STARTED, started_at=now, worker=worker, **sent):
+    if task_record_start(task_id=task_id, worker=worker, now=now):
         return
     # Sent without the dispatch path (beat, Flower, a shell): record it now so it is visible too.
     queue = (task.request.delivery_info or {}).get("routing_key") or ""

@@ -77,7 +77,8 @@ def test_a_request_that_waits_too_long_for_a_pooled_connection_gets_a_503(db):
     settings_dict = {**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}
     holder, waiter = (DatabaseWrapper(settings_dict, alias="pool-test") for _ in range(2))
     try:
-        holder.ensure_connection()  # the pool's only connection
+        holder.pool.open(wait=True, timeout=30)  # its one connection made, however slow the machine
+        holder.ensure_connection()  # and taken
         with pytest.raises(OperationalError) as raised:
             waiter.ensure_connection()
         response = exception_handler(raised.value, {})
@@ -87,3 +88,18 @@ def test_a_request_that_waits_too_long_for_a_pooled_connection_gets_a_503(db):
     assert response.status_code == 503
     assert response["Retry-After"] == "1"
     assert response.data["detail"] == "The service is busy; try again in a moment."
+
+
+def test_a_view_outside_the_api_that_waits_too_long_for_a_connection_gets_a_503(rf):
+    from django.db import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    from common.middleware import DatabaseBusyMiddleware
+
+    middleware = DatabaseBusyMiddleware(lambda request: None)
+    try:
+        raise OperationalError("couldn't get a connection after 10.00 sec") from PoolTimeout()
+    except OperationalError as busy:
+        response = middleware.process_exception(rf.get("/dashboard/"), busy)
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert middleware.process_exception(rf.get("/dashboard/"), OperationalError("gone")) is None  # a 500 still

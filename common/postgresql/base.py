@@ -26,9 +26,13 @@ def pooled_connection_check(pool: Any, connection: Any) -> None:
     """Raise if `connection` (idle, about to be lent by `pool`) is broken; cheap when it is not."""
     if connection.closed:
         raise ConnectionError("the connection is closed")
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if not readable:  # the server has said nothing since the connection was last used
-        return
+    try:
+        poller = select.poll()  # not select(): it fails on descriptors above 1023 (many open streams)
+        poller.register(connection.fileno(), select.POLLIN)
+        if not poller.poll(0):  # the server has said nothing since the connection was last used
+            return
+    except (OSError, ValueError):
+        pass  # could not ask the socket: check for real
     try:
         pool.check_connection(connection)
     except Exception:

@@ -9,13 +9,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from redis import Redis
 
-from jobs.events import events_read, sent_key, sent_marked
+from jobs.events import events_read
 from jobs.models import FairLane, TaskRecord
+from jobs.sending import sent_key, sent_noted
 from jobs.services import task_dispatch, task_record_update, task_records_sweep
 
 QUEUE = "test.unconsumed.fair"  # no worker listens here, so messages stay countable
 # The final state, the slot freed and the next record claimed: one statement, no transaction of
-# its own. The send is noted in Redis, in the round trip that publishes the events.
+# its own. The send is noted in Redis, not by a statement.
 MOST_QUERIES_PER_FINISH_AND_RELEASE = 1
 
 
@@ -49,7 +50,7 @@ def test_a_finishing_record_releases_its_lanes_next_one_in_the_same_statement(tr
     assert "BEGIN" not in statements
     assert broker.llen(QUEUE) == 2
     assert TaskRecord.objects.get(pk=second.pk).state == "QUEUED"
-    assert sent_marked([second.pk]) == {str(second.pk)}  # noted in Redis; in PostgreSQL when it starts
+    assert sent_noted([second.pk]) == {str(second.pk)}  # noted in Redis; on the record when it starts
     assert TaskRecord.objects.get(pk=third.pk).state == "WAITING"
     lane = FairLane.objects.get(owner=user, queue=QUEUE)
     assert (lane.waiting, lane.in_flight) == (1, 1)
@@ -114,9 +115,10 @@ def test_two_final_updates_at_once_free_the_slot_once(transactional_db, broker, 
 def test_the_sweeper_resends_a_released_record_only_if_its_send_was_not_noted(
     transactional_db, broker, make_user, settings, noted
 ):
-    """A released record stays QUEUED with no send in PostgreSQL until it starts: the note in Redis
-    keeps the sweeper from sending it twice while it waits in its queue; without the note (its
-    sender died between the commit and the send) it is sent again."""
+    """A released record stays QUEUED with no send on the record until it starts: the note in Redis
+    keeps the sweeper from sending it twice while it waits in its queue (the sweeper copies the
+    note onto the record); without the note (its sender died between the commit and the send)
+    it is sent again."""
     user = make_user()
     first, second = dispatch(user, 2)
     task_record_update(task_id=first.pk, state="SUCCESS", finished_at=timezone.now())
@@ -132,6 +134,6 @@ def test_the_sweeper_resends_a_released_record_only_if_its_send_was_not_noted(
     record = TaskRecord.objects.get(pk=second.pk)
     assert record.state == "QUEUED"
     if noted:
-        assert (broker.llen(QUEUE), record.sends, record.updated_at) == (2, 0, old)
+        assert (broker.llen(QUEUE), record.sends, record.updated_at) == (2, 1, old)
     else:
         assert (broker.llen(QUEUE), record.sends) == (2, 1)
