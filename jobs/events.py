@@ -41,33 +41,41 @@ def event_publish(task_id: Any, fields: dict[str, Any]) -> None:
     events_publish([(task_id, fields)])
 
 
-def events_publish(events: list[tuple[Any, dict[str, Any]]]) -> None:
-    """Append events of one or more tasks to their streams in one round trip, in this order."""
-    keys, args = [], [STREAM_MAX_EVENTS, NOTIFY_CHANNEL]
+def events_publish(events: list[tuple[Any, dict[str, Any]]], *, forget: tuple[str, ...] = ()) -> None:
+    """Append events of one or more tasks to their streams in one round trip, in this order;
+    and delete the keys `forget` in the same round trip."""
+    keys, args = [], []
     for task_id, fields in events:
         event = {k: v for k, v in fields.items() if k in _PUBLISHED_FIELDS}
         if event:
             ttl = FINAL_STREAM_TTL_SECONDS if event.get("state") in FINAL_STATES else STREAM_TTL_SECONDS
             keys.append(stream_key(task_id))
             args += [json.dumps(event, default=str), ttl]
+    streams = len(keys)
+    keys += forget
     if not keys:
         return
     try:
-        _publish_script()(keys=keys, args=args)
+        _publish_script()(keys=keys, args=[STREAM_MAX_EVENTS, NOTIFY_CHANNEL, streams, *args])
     except Exception as exc:
         logger.warning("events for tasks %s not published: %s", [task_id for task_id, _ in events], exc)
 
 
 # Append, expire and announce each event in one atomic step: a notice follows its entry, in the
-# streams' order. KEYS: the streams; ARGV: max length, channel, then (data, ttl) per stream.
+# streams' order; then delete the other keys. KEYS: the streams, then the keys to delete; ARGV:
+# max length, channel, how many streams, then (data, ttl) per stream.
 PUBLISH_LUA = """
-for i, key in ipairs(KEYS) do
-    local data = ARGV[1 + 2 * i]
+local streams = tonumber(ARGV[3])
+for i = 1, streams do
+    local key, data = KEYS[i], ARGV[2 + 2 * i]
     local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', data)
-    redis.call('EXPIRE', key, ARGV[2 + 2 * i])
+    redis.call('EXPIRE', key, ARGV[3 + 2 * i])
     redis.call('PUBLISH', ARGV[2], key .. ' ' .. id .. ' ' .. data)
 end
-return #KEYS
+for i = streams + 1, #KEYS do
+    redis.call('DEL', KEYS[i])
+end
+return streams
 """
 _script: Any = None
 

@@ -42,8 +42,8 @@ def sent_key(task_id: Any) -> str:
 
 
 def sent_note_ttl() -> int:
-    """Seconds a send noted in Redis is kept: half the visibility timeout, after which the sweeper
-    sends a record still QUEUED again anyway (about 90 bytes a noted record meanwhile)."""
+    """Seconds a send noted in Redis is kept at most (its record's start deletes it): half the
+    visibility timeout, after which the sweeper sends a record still QUEUED again anyway."""
     return settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] // 2
 
 

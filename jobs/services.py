@@ -39,7 +39,7 @@ from jobs.heartbeat import worker_alive
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
 from jobs.selectors import queue_lengths
-from jobs.sending import sent_noted, task_message_send, task_record_send
+from jobs.sending import sent_key, sent_noted, task_message_send, task_record_send
 from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ def task_dispatch(
         turn = fair_record_create(record, cap=max_in_flight, weight=weight)
     else:
         record.save(force_insert=True)
-    if turn == GO:
-        transaction.on_commit(partial(fair_send, record), robust=True)
+    if turn == GO:  # inserted QUEUED: its send is noted in Redis, and on the record when it starts
+        transaction.on_commit(partial(fair_send, record, note_in_redis=True), robust=True)
     elif turn == READY:
         transaction.on_commit(lambda: fair_release(queue=queue), robust=True)
     elif not fair:
@@ -179,15 +179,20 @@ def _released_send(record: TaskRecord, *, finished: tuple[str | uuid.UUID, dict[
 
 def task_record_start(*, task_id: str | uuid.UUID, worker: str, now: Any) -> int:
     """A worker took the task and starts it: STARTED, by whom, since when. A send noted only in
-    Redis (a record a finishing task released, `_released_send`) is noted on the record now."""
-    return task_record_update(
-        task_id=task_id,
-        state=State.STARTED,
-        started_at=now,
-        worker=worker,
-        sends=Greatest(F("sends"), 1),
-        sent_at=Coalesce(F("sent_at"), Value(now, DateTimeField())),
-    )
+    Redis (`task_message_send(note_in_redis=True)`) is noted on the record now, and its note
+    deleted in the round trip that publishes STARTED (so notes live only while messages wait)."""
+    fields = {
+        "state": State.STARTED,
+        "started_at": now,
+        "worker": worker,
+        "sends": Greatest(F("sends"), 1),
+        "sent_at": Coalesce(F("sent_at"), Value(now, DateTimeField())),
+        "updated_at": now,
+    }
+    updated = TaskRecord.objects.filter(pk=task_id).exclude(state__in=TaskRecord.FINAL_STATES).update(**fields)
+    if updated:
+        events_publish([(task_id, fields)], forget=(sent_key(task_id),))
+    return updated
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
@@ -226,24 +231,24 @@ def _orphaned(now: Any) -> list[TaskRecord]:
 
 
 def _noted_as_sent(records: list[TaskRecord], *, queued_before: Any, drained: list[str], now: Any) -> set[str]:
-    """The ids of `records` that look never sent (QUEUED, no send on the record) only because
-    their send was noted in Redis (`_released_send`): their message waits in its queue. The
-    note is copied onto the record, so the next sweep looks past them. If Redis cannot say,
-    all such candidates count as sent this time (the broker is that Redis: a send would fail)."""
-    candidates = [
-        record.id
-        for record in records
-        if record.state == State.QUEUED and record.sends == 0 and record.updated_at >= queued_before
-        and not (record.worker == "" and record.queue in drained)  # another rule says it was lost
-    ]  # fmt: skip
-    noted = sent_noted(candidates)
+    """Copy sends noted only in Redis (`task_message_send(note_in_redis=True)`) onto those of
+    `records` that show none (QUEUED, `sends` 0), and return the ids of the ones that looked
+    stranded for that reason alone: their message waits in its queue. If Redis cannot say, none
+    of those is sent this time (the broker is that Redis: a send would fail)."""
+    unsent = [record for record in records if record.state == State.QUEUED and record.sends == 0]
+    noted = sent_noted([record.id for record in unsent])
     if noted is None:
-        return {str(pk) for pk in candidates}
+        return {str(record.id) for record in unsent}
     if noted:
         TaskRecord.objects.filter(pk__in=list(noted), state=State.QUEUED, sends=0).update(
             sends=1, sent_at=Coalesce(F("sent_at"), Value(now, DateTimeField()))
         )  # updated_at stays: it is the record's last sign of life
-    return noted
+    return {
+        str(record.id)
+        for record in unsent
+        if str(record.id) in noted and record.updated_at >= queued_before
+        and not (record.worker == "" and record.queue in drained)  # another rule says it was lost
+    }  # fmt: skip
 
 
 def task_records_sweep() -> dict[str, int]:

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from conftest import wait_until
 from jobs.models import FairLane, TaskRecord
+from jobs.sending import sent_noted
 from prompts.models import PromptRequest
 from prompts.services import prompt_request_create
 from users.models import Tier
@@ -103,9 +104,11 @@ def test_the_in_flight_cap_holds_when_many_finish_at_once(worker, make_user, cli
     assert max_overlap(intervals) <= 2
     lane = FairLane.objects.get(owner=user)
     assert (lane.waiting, lane.in_flight) == (0, 0)
-    # Each was sent once: the 48 released by finishing ones had their send noted when they started.
+    # Each was sent once: the 48 released by finishing ones had their send noted in Redis, then on
+    # the record when they started, which also deleted the Redis notes.
     sends = TaskRecord.objects.filter(owner=user).values_list("sends", "sent_at")
     assert all(count == 1 and sent_at is not None for count, sent_at in sends), list(sends)
+    assert sent_noted(list(TaskRecord.objects.filter(owner=user).values_list("pk", flat=True))) == set()
 
 
 def test_a_cancelled_waiting_request_gives_its_place_back(db, make_user, client_for, burst_tier):
