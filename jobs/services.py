@@ -104,13 +104,7 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
     """
     fields.setdefault("updated_at", timezone.now())
     if fields.get("state") not in TaskRecord.FINAL_STATES:
-        queryset = TaskRecord.objects.filter(pk=task_id)
-        if only_if_not_final:
-            queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
-        updated = queryset.update(**fields)
-        if updated:
-            event_publish(task_id, fields)
-        return updated
+        return _record_change(task_id, fields, only_if_not_final=only_if_not_final)
     ended = _final_state_write(task_id, fields, only_if_not_final=only_if_not_final)
     if ended is None:
         return 0
@@ -123,6 +117,25 @@ def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = Tr
     if catch_up:
         transaction.on_commit(partial(fair_release, queue=queue), robust=True)
     return 1
+
+
+def _record_change(
+    task_id: str | uuid.UUID, fields: dict[str, Any], *, only_if_not_final: bool, forget: tuple[str, ...] = ()
+) -> int:
+    """Write a change that is not final and publish it (deleting the Redis keys `forget` in the
+    same round trip); how many records changed."""
+    queryset = TaskRecord.objects.filter(pk=task_id)
+    if only_if_not_final:
+        queryset = queryset.exclude(state__in=TaskRecord.FINAL_STATES)
+    updated = queryset.update(**fields)
+    if updated:
+        events_publish([(task_id, fields)], forget=forget)
+    return updated
+
+
+def _send_counted(now: Any) -> dict[str, Any]:
+    """The fields that write a send noted only in Redis onto its record (at least one send)."""
+    return {"sends": Greatest(F("sends"), 1), "sent_at": Coalesce(F("sent_at"), Value(now, DateTimeField()))}
 
 
 def _final_state_write(
@@ -181,18 +194,8 @@ def task_record_start(*, task_id: str | uuid.UUID, worker: str, now: Any) -> int
     """A worker took the task and starts it: STARTED, by whom, since when. A send noted only in
     Redis (`task_message_send(note_in_redis=True)`) is noted on the record now, and its note
     deleted in the round trip that publishes STARTED (so notes live only while messages wait)."""
-    fields = {
-        "state": State.STARTED,
-        "started_at": now,
-        "worker": worker,
-        "sends": Greatest(F("sends"), 1),
-        "sent_at": Coalesce(F("sent_at"), Value(now, DateTimeField())),
-        "updated_at": now,
-    }
-    updated = TaskRecord.objects.filter(pk=task_id).exclude(state__in=TaskRecord.FINAL_STATES).update(**fields)
-    if updated:
-        events_publish([(task_id, fields)], forget=(sent_key(task_id),))
-    return updated
+    fields = {"state": State.STARTED, "started_at": now, "worker": worker, "updated_at": now, **_send_counted(now)}
+    return _record_change(task_id, fields, only_if_not_final=True, forget=(sent_key(task_id),))
 
 
 def task_progress_set(*, task_id: str | uuid.UUID, percent: int, message: str = "") -> None:
@@ -241,7 +244,7 @@ def _noted_as_sent(records: list[TaskRecord], *, queued_before: Any, drained: li
         return {str(record.id) for record in unsent}
     if noted:
         TaskRecord.objects.filter(pk__in=list(noted), state=State.QUEUED, sends=0).update(
-            sends=1, sent_at=Coalesce(F("sent_at"), Value(now, DateTimeField()))
+            **_send_counted(now)
         )  # updated_at stays: it is the record's last sign of life
     return {
         str(record.id)
