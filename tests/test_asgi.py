@@ -2,6 +2,9 @@
 middleware chain and the view, where Django's own handler makes one per middleware method."""
 
 import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -9,6 +12,7 @@ from asgiref.sync import SyncToAsync
 from django.core.handlers.asgi import ASGIHandler
 
 from common.asgi import OneHopASGIHandler
+from conftest import BASE_DIR
 
 
 def _get(handler: ASGIHandler, path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes, int]:
@@ -69,3 +73,13 @@ def test_django_s_own_handler_makes_a_trip_per_middleware_method(monkeypatch):
     status, _, trips = _get(ASGIHandler(), "/admin/login/", monkeypatch)
     assert status == 200
     assert trips >= 10
+
+
+def test_the_web_process_keeps_what_it_loaded_at_start_out_of_the_garbage_collector():
+    """config.asgi freezes the objects loaded at start (gc.freeze), so full collections under
+    load do not walk Django and the apps each time."""
+    code = "import gc, config.asgi; print(gc.get_freeze_count())"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=BASE_DIR)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) > 50_000
