@@ -281,9 +281,13 @@ def task_records_sweep() -> dict[str, int]:
             task_record_abandon(task_id=record.id, reason=f"Gave up after {record.sends} deliveries without a result.")
             counts["failed"] += 1
             continue
-        # Back to WAITING first, so a worker that still holds it cannot be overwritten later.
-        TaskRecord.objects.filter(pk=record.pk, state=record.state).update(state=State.WAITING, updated_at=now)
-        if task_record_send(record_id=record.id):
+        # Back to WAITING first, so a worker that still holds it cannot be overwritten later. In
+        # one transaction with the send, so no one else sees it WAITING: a finishing record of a
+        # fair lane claims its lane's next WAITING record, and would send this one a second time.
+        with transaction.atomic():
+            TaskRecord.objects.filter(pk=record.pk, state=record.state).update(state=State.WAITING, updated_at=now)
+            sent = task_record_send(record_id=record.id)
+        if sent:
             counts["resent"] += 1
         else:
             counts["unsent"] += 1

@@ -1,9 +1,11 @@
 """What fair share costs: the next record is released by the statement that ends the previous one."""
 
+import json
 import threading
 from datetime import timedelta
 
 import pytest
+from celery.signals import before_task_publish
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -137,3 +139,53 @@ def test_the_sweeper_resends_a_released_record_only_if_its_send_was_not_noted(
         assert (broker.llen(QUEUE), record.sends, record.updated_at) == (2, 1, old)
     else:
         assert (broker.llen(QUEUE), record.sends) == (2, 1)
+
+
+def _messages_for(broker, task_id) -> int:
+    return sum(json.loads(body)["headers"]["id"] == str(task_id) for body in broker.lrange(QUEUE, 0, -1))
+
+
+def test_a_record_the_sweeper_sends_again_is_not_released_a_second_time_meanwhile(
+    transactional_db, broker, make_user, settings
+):
+    """The sweeper sends a stranded fair record again while another record of its lane finishes:
+    the finishing one releases the lane's waiting record, never the one being sent again (which
+    would then be in the queue twice, and the waiting one left behind). The finish runs, in
+    another thread, at the moment the sweeper's message is being published."""
+    user = make_user()
+    with transaction.atomic():
+        stranded, running, waiting = [
+            task_dispatch(name="jobs.sweep_task_records", queue=QUEUE, owner=user, max_in_flight=2) for _ in range(3)
+        ]
+    # `stranded` was released but its sender died before sending: no message, no note.
+    broker.delete(QUEUE, sent_key(stranded.pk))
+    old = timezone.now() - timedelta(seconds=settings.JOBS_RESEND_AFTER_SECONDS + 1)
+    TaskRecord.objects.filter(pk=stranded.pk).update(updated_at=old)
+    finished: list[int] = []
+    started: list[bool] = []
+
+    def finish_running() -> None:
+        try:
+            finished.append(task_record_update(task_id=running.pk, state="SUCCESS", finished_at=timezone.now()))
+        finally:
+            connection.close()
+
+    def during_publish(headers=None, **_) -> None:
+        if headers and headers.get("id") == str(stranded.pk) and not started:
+            started.append(True)
+            thread = threading.Thread(target=finish_running)
+            thread.start()
+            thread.join(timeout=30)
+
+    before_task_publish.connect(during_publish, weak=False)
+    try:
+        task_records_sweep()
+    finally:
+        before_task_publish.disconnect(during_publish)
+
+    assert finished == [1]
+    assert _messages_for(broker, stranded.pk) == 1
+    assert _messages_for(broker, waiting.pk) == 1
+    assert TaskRecord.objects.get(pk=waiting.pk).state == "QUEUED"
+    lane = FairLane.objects.get(owner=user, queue=QUEUE)
+    assert (lane.waiting, lane.in_flight) == (0, 2)  # `stranded` and `waiting`
