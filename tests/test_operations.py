@@ -296,8 +296,15 @@ def test_two_beats_at_once_send_each_due_job_once_per_period(worker, tmp_path):
     finally:
         for beat in beats:
             beat.terminate()
+        stuck = []
         for beat in beats:
-            beat.wait(timeout=20)
+            try:
+                beat.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # never left running for the tests after this one
+                stuck.append(beat.pid)
+                beat.kill()
+                beat.wait()
+    assert not stuck, f"beats {stuck} did not stop within 20 s of SIGTERM; see {logs}"
 
     assert sorted(sends)[0] == 0, f"both beats sent: {sends}"
     assert 3 <= sum(sends) <= 10, f"expected about one send a second for 8 s, got {sends}"
