@@ -103,3 +103,40 @@ def test_a_view_outside_the_api_that_waits_too_long_for_a_connection_gets_a_503(
         response = middleware.process_exception(rf.get("/dashboard/"), busy)
     assert (response.status_code, response["Retry-After"]) == (503, "1")
     assert middleware.process_exception(rf.get("/dashboard/"), OperationalError("gone")) is None  # a 500 still
+
+
+def test_the_health_check_tells_a_busy_pool_from_a_database_that_is_down(db):
+    """Every pooled connection taken: the health check does not wait DB_POOL_TIMEOUT and report
+    the database down; it asks the database on a connection of its own and says the pool is busy."""
+    from common.postgresql.base import DatabaseWrapper
+    from jobs.selectors import database_health
+
+    options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 1, "timeout": 10}}
+    settings_dict = {**connection.settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}
+    holder, checker = (DatabaseWrapper(settings_dict, alias="pool-health-test") for _ in range(2))
+    try:
+        holder.pool.open(wait=True, timeout=30)
+        assert database_health(db=checker, pool_wait=0.2) == {"ok": True}  # a free pooled connection
+        holder.ensure_connection()  # the one connection taken
+        started = time.monotonic()
+        busy = database_health(db=checker, pool_wait=0.2)
+        seconds = time.monotonic() - started
+        unreachable = DatabaseWrapper({**settings_dict, "PORT": str(_closed_port())}, alias="pool-health-down")
+        try:
+            down = database_health(db=unreachable, pool_wait=0.2)
+        finally:
+            unreachable.close_pool()  # its pool would go on trying to connect
+    finally:
+        holder.close()
+        holder.close_pool()
+    assert busy == {"ok": True, "busy": "1 pooled connections, none free for 0.2 s"}
+    assert seconds < 5  # not DB_POOL_TIMEOUT (10 s here)
+    assert down["ok"] is False and "connect" in down["error"].lower()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens there once the socket is closed
