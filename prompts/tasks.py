@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 from ai.budgets import BudgetExhausted, budget_countdown
 from jobs import queues
 from jobs.exceptions import TaskFailed
+from jobs.retries import task_wait
 from prompts.models import PromptRequest
 from prompts.services import (
     PROCESS_TASK,
@@ -46,7 +47,7 @@ def process_prompt_request(self: Task, request_id: int) -> dict[str, Any] | None
     try:
         request = prompt_request_process(request_id=request_id, task_id=self.request.id)
     except BudgetExhausted as exc:  # the provider budget is spent for now: come back later
-        raise self.retry(exc=exc, countdown=budget_countdown(exc), max_retries=None) from None
+        raise task_wait(self, exc=exc, countdown=budget_countdown(exc)) from None
     if request is None:
         return None
     if request.status == PromptRequest.Status.FAILED:

@@ -7,6 +7,7 @@ from django.db import InterfaceError, OperationalError
 
 from ai.budgets import BudgetExhausted, budget_countdown
 from jobs.exceptions import TaskFailed
+from jobs.retries import task_wait
 from sync.models import Document
 from sync.services import BATCH_TASK, DELETE_TASK, FULL_SYNC_TASK, QUEUE_TASK, SYNC_TASK
 from sync.services.embedding import document_embeddings_delete, document_fail, document_sync
@@ -36,7 +37,7 @@ def sync_embeddings(self: Task, document_id: int) -> dict[str, Any] | None:
     try:
         document = document_sync(document_id=document_id)
     except BudgetExhausted as exc:  # the provider budget is spent for now: come back later
-        raise self.retry(exc=exc, countdown=budget_countdown(exc), max_retries=None) from None
+        raise task_wait(self, exc=exc, countdown=budget_countdown(exc)) from None
     if document is None:
         return None
     if document.status == Document.Status.FAILED:

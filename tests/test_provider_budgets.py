@@ -5,6 +5,7 @@ window, answering 429 with Retry-After above it), like a real provider.
 """
 
 import json
+import threading
 import time
 import uuid
 
@@ -13,6 +14,7 @@ import pytest
 from ai.budgets import budget_pause, budget_reset
 from ai.models import ProviderBudget
 from conftest import wait_task_final, wait_until
+from jobs.events import events_read
 from prompts.models import PromptRequest
 from sync.models import Document
 
@@ -139,4 +141,39 @@ def test_a_document_that_finds_no_embedding_budget_is_embedded_once_there_is(
     document_id = accepted.json()["id"]
     wait_until(lambda: Document.objects.get(pk=document_id).status == "EMBEDDED", timeout=30, what="the document")
 
+    assert len(calls_with(server, tag)) == 1
+
+
+def test_a_prompt_that_waits_for_budget_more_times_than_its_retries_still_completes(
+    worker, make_user, client_for, limited_server
+):
+    """Waiting for the provider's budget is not a failed attempt: a prompt that found none eight
+    times (its task allows 5 retries, for database errors) still completes, with one call."""
+    server = limited_server(rpm=None, window=60)
+    client = premium_client(make_user, client_for)
+    tag = uuid.uuid4().hex[:8]
+    holding = threading.Event()
+
+    def hold_the_budget() -> None:  # paused for longer than the worker waits in place (1 s)
+        while not holding.wait(0.2):
+            budget_pause("openai", CHAT_MODEL, 1.6)
+
+    budget_pause("openai", CHAT_MODEL, 1.6)
+    holder = threading.Thread(target=hold_the_budget)
+    holder.start()
+    try:
+        accepted = client.post("/api/v1/prompts/", {"prompt_text": f"waits long {tag}"}, format="json").json()
+        wait_until(
+            lambda: sum(event["state"] == "RETRY" for _, event in events_read(accepted["task_id"])) >= 8,
+            timeout=60,
+            interval=0.2,
+            what="eight waits for the budget",
+        )
+        assert client.get(f"/api/v1/prompts/{accepted['id']}/").json()["status"] == "PENDING"
+    finally:
+        holding.set()
+        holder.join()
+
+    assert wait_task_final(client, accepted["task_id"])["state"] == "SUCCESS"
+    assert client.get(f"/api/v1/prompts/{accepted['id']}/").json()["status"] == "COMPLETED"
     assert len(calls_with(server, tag)) == 1
