@@ -63,6 +63,11 @@ def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
         with connection.cursor() as cursor:
             # pgvector 0.8: keep walking the HNSW graph until enough rows pass the owner filter.
             cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            # Planned for this query vector every time. The statement is prepared after a few runs
+            # (DB_PREPARE_THRESHOLD), and PostgreSQL then tries a generic plan, which cannot know
+            # the vector: it estimated a few hundred rows, sorted every chunk of the owner by
+            # distance instead of walking the index, and took a second at 100,000 chunks.
+            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = list(chunks)
     return [
         ChunkHit(

@@ -1,5 +1,7 @@
 """The search selector with the offline provider: no network, only live chunks of one's own documents."""
 
+from django.db import connection
+
 from jobs import queues
 from jobs.schedules import REGISTRY
 from sync.models import Document, DocumentChunk
@@ -48,3 +50,25 @@ def test_the_sync_queue_runs_every_five_minutes_on_the_sync_queue():
     job = REGISTRY["process-sync-queue"]
 
     assert (job.task, job.queue, job.every_seconds) == ("sync.process_sync_queue", queues.SYNC, 300)
+
+
+def test_a_search_is_planned_for_its_own_query_vector_however_often_it_runs(db, make_user, settings):
+    """After DB_PREPARE_THRESHOLD runs the search statement is prepared on the connection, and
+    PostgreSQL would switch to a generic plan, made without the query vector: at 100,000 chunks
+    that plan sorted every chunk of the owner (a second a search) instead of walking the HNSW
+    index. Every run must be planned for its vector (pg_prepared_statements counts the plans)."""
+    settings.AI_PROVIDER = "offline"
+    user = make_user()
+    embedded(user, "Kitchen", "Knead the dough with flour and yeast.\n\nBake the bread in a hot oven.")
+    for _ in range(12):
+        assert chunk_search(user=user, query="how to bake bread", top_k=3)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%<=>%FROM "sync_documentchunk"%'],
+        )
+        plans = cursor.fetchall()
+    assert len(plans) == 1, plans  # the search was prepared
+    generic, custom = plans[0]
+    assert (generic, custom) == (0, custom) and custom >= 6
