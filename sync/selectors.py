@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, QuerySet, Sum
-from pgvector.django import CosineDistance
+from django.db.models import Count, Max, QuerySet, Sum
+from pgvector import Vector
 
 from ai import providers
 from sync.models import Document, DocumentBatch, DocumentChunk
@@ -40,6 +40,31 @@ def search_top_k(top_k: int | None) -> int:
     return max(1, min(top_k or settings.DOCUMENT_SEARCH_DEFAULT_TOP_K, settings.DOCUMENT_SEARCH_MAX_TOP_K))
 
 
+# The live chunks of one owner nearest to a vector (see chunk_search). Written out rather than
+# built by the ORM on every search (about 1 ms of CPU each); sync/tests/test_search.py checks
+# what it returns. ORDER BY repeats the distance so that pgvector's HNSW index serves it.
+_SEARCH_SQL = f"""
+    SELECT chunk.id, chunk.document_id, document.title, chunk.index, chunk.text,
+           chunk.embedding <=> %(vector)s::vector AS distance
+      FROM {DocumentChunk._meta.db_table} AS chunk
+      JOIN {Document._meta.db_table} AS document ON document.id = chunk.document_id
+     WHERE chunk.owner_id = %(owner)s AND chunk.embedding_model = %(model)s
+       AND chunk.generation = document.generation AND document.status <> %(deleting)s
+  ORDER BY chunk.embedding <=> %(vector)s::vector
+     LIMIT %(limit)s
+"""
+
+# pgvector 0.8: keep walking the HNSW graph until enough rows pass the owner filter. And plan
+# the search for its own vector every time: the statement is prepared after a few runs
+# (DB_PREPARE_THRESHOLD), and PostgreSQL then tries a generic plan, which cannot know the vector:
+# it estimated a few hundred rows and sorted every chunk of the owner by distance instead of
+# walking the index, a second a search at 100,000 chunks. One statement for both settings.
+_SEARCH_SETTINGS_SQL = (
+    "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+
+
 def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
     """The `top_k` chunks of `user`'s own documents nearest to `query`, best first.
 
@@ -51,34 +76,27 @@ def chunk_search(*, user: User, query: str, top_k: int) -> list[ChunkHit]:
     if not query:
         return []
     embedded = providers.embed([query])
-    distance = CosineDistance("embedding", embedded.vectors[0])
-    chunks = (
-        DocumentChunk.objects.filter(owner=user, embedding_model=embedded.model, generation=F("document__generation"))
-        .exclude(document__status=Document.Status.DELETING)
-        .annotate(distance=distance)
-        .order_by("distance")
-        .values("pk", "document_id", "document__title", "index", "text", "distance")[: search_top_k(top_k)]
-    )
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # pgvector 0.8: keep walking the HNSW graph until enough rows pass the owner filter.
-            cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            # Planned for this query vector every time. The statement is prepared after a few runs
-            # (DB_PREPARE_THRESHOLD), and PostgreSQL then tries a generic plan, which cannot know
-            # the vector: it estimated a few hundred rows, sorted every chunk of the owner by
-            # distance instead of walking the index, and took a second at 100,000 chunks.
-            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        rows = list(chunks)
+    params = {
+        "vector": Vector(embedded.vectors[0]).to_text(),
+        "owner": user.pk,
+        "model": embedded.model,
+        "deleting": Document.Status.DELETING.value,
+        "limit": search_top_k(top_k),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_SEARCH_SETTINGS_SQL)  # for this transaction only
+        cursor.execute(_SEARCH_SQL, params)
+        rows = cursor.fetchall()
     return [
         ChunkHit(
-            document_id=row["document_id"],
-            document_title=row["document__title"],
-            chunk_id=row["pk"],
-            index=row["index"],
-            text=row["text"],
-            score=round(1.0 - row["distance"], 6),
+            document_id=document_id,
+            document_title=title,
+            chunk_id=chunk_id,
+            index=index,
+            text=text,
+            score=round(1.0 - distance, 6),
         )
-        for row in rows
+        for chunk_id, document_id, title, index, text, distance in rows
     ]
 
 
