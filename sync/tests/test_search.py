@@ -66,7 +66,7 @@ def test_a_search_is_planned_for_its_own_query_vector_however_often_it_runs(db, 
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-            ['%<=>%FROM sync_documentchunk AS chunk%'],
+            ["%<=>%FROM sync_documentchunk AS chunk%"],
         )
         plans = cursor.fetchall()
     assert len(plans) == 1, plans  # the search was prepared
