@@ -37,8 +37,11 @@ def _scope(url: str) -> dict:
     }
 
 
-def _serve(handler: ASGIHandler, url: str, *, disconnect_after: float = 3600) -> tuple[int, bytes]:
-    """GET `url` from `handler` in this process, the client leaving after `disconnect_after` s."""
+def _serve(
+    handler: ASGIHandler, url: str, *, disconnect_after: float = 3600, loops: list[Any] | None = None
+) -> tuple[int, bytes]:
+    """GET `url` from `handler` in this process, the client leaving after `disconnect_after` s;
+    the event loop it ran on is appended to `loops`."""
     sent: list[dict] = []
     asked = False
 
@@ -54,6 +57,8 @@ def _serve(handler: ASGIHandler, url: str, *, disconnect_after: float = 3600) ->
         sent.append(message)
 
     async def main() -> None:
+        if loops is not None:
+            loops.append(asyncio.get_running_loop())
         await asyncio.wait_for(handler(_scope(url), receive, send), timeout=30)
 
     asyncio.run(main())
@@ -149,29 +154,7 @@ def test_an_async_streaming_view_runs_on_the_servers_loop_and_ends_when_the_clie
     StreamWaker lives), stream from it, and stop when the client disconnects."""
     seen.clear()
     loops: list[Any] = []
-    handler = OneHopASGIHandler()
-
-    async def serve() -> tuple[int, bytes]:
-        loops.append(asyncio.get_running_loop())
-        sent: list[dict] = []
-        asked = False
-
-        async def receive() -> dict:
-            nonlocal asked
-            if not asked:
-                asked = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.sleep(0.3)
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        await asyncio.wait_for(handler(_scope("/ticks/"), receive, send), timeout=10)
-        start = next(message for message in sent if message["type"] == "http.response.start")
-        return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-
-    status, body = asyncio.run(serve())
+    status, body = _serve(OneHopASGIHandler(), "/ticks/", disconnect_after=0.3, loops=loops)
     assert status == 200 and body.count(b"data: tick") >= 3
     assert seen["view loop"] is loops[0] and seen["stream loop"] is loops[0]
     assert seen["closed"] is True  # the generator was closed when the client left
