@@ -14,11 +14,14 @@ from django.db.models import AutoField, BigAutoField, Model, SmallAutoField
 _AUTO = (AutoField, BigAutoField, SmallAutoField)
 
 
-def insert_values(instance: Model, *, exclude: tuple[str, ...] = ()) -> tuple[str, str, dict[str, Any]]:
+def insert_values(
+    instance: Model, *, exclude: tuple[str, ...] = (), prefix: str = "v"
+) -> tuple[str, str, dict[str, Any]]:
     """(columns, placeholders, parameters) to insert unsaved `instance` as `save()` would.
 
     Defaults, `auto_now_add` and JSON are prepared as the ORM prepares them; an auto-increment
-    key left empty is left to the database. Placeholders are named `%(v0)s`, `%(v1)s`, ...
+    key left empty is left to the database. Placeholders are named `%(v0)s`, `%(v1)s`, ... (the
+    `prefix` instead of `v`, so that two inserts can share a statement).
     """
     db = connections[DEFAULT_DB_ALIAS]  # the thread's connection itself, not the proxy looked up on each use
     fields = [
@@ -27,10 +30,11 @@ def insert_values(instance: Model, *, exclude: tuple[str, ...] = ()) -> tuple[st
         if field.column not in exclude and not (isinstance(field, _AUTO) and getattr(instance, field.attname) is None)
     ]
     params = {
-        f"v{number}": field.get_db_prep_save(field.pre_save(instance, True), db) for number, field in enumerate(fields)
+        f"{prefix}{number}": field.get_db_prep_save(field.pre_save(instance, True), db)
+        for number, field in enumerate(fields)
     }
     columns = ", ".join(db.ops.quote_name(field.column) for field in fields)
-    placeholders = ", ".join(f"%(v{number})s" for number in range(len(fields)))
+    placeholders = ", ".join(f"%({prefix}{number})s" for number in range(len(fields)))
     return columns, placeholders, params
 
 

@@ -12,11 +12,10 @@ import json
 import logging
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from common.db import insert_values
 from jobs.models import FairLane, TaskRecord
 from jobs.sending import task_message_send
 
@@ -32,13 +31,16 @@ FULL = "full"  # the lane's slots are taken: one of its records finishing releas
 
 # Counts a new record in its owner's lane: a lane with nothing waiting and a free slot takes
 # its turn at once (in flight, pass advanced); otherwise the record is counted as waiting.
+# `{gate}` is the FROM list that yields the one row to count: `front`, and the caller's CTE that
+# inserts the record's target when the record is written in the caller's statement (no row, no count).
 _LANE_ENQUEUE_SQL = """
     front AS (  -- the current front of the round: the lowest pass among lanes with work waiting
-        SELECT COALESCE(min(pass_value), 0) AS pass_value FROM jobs_fairlane WHERE queue = %(queue)s AND waiting > 0
+        SELECT COALESCE(min(pass_value), 0) AS pass_value FROM jobs_fairlane WHERE queue = %(d_queue)s AND waiting > 0
     ), lane AS (
         INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
-        SELECT %(queue)s::varchar, %(owner)s, 0, 1, %(cap)s, %(weight)s, front.pass_value + 1.0 / %(weight)s, now()
-          FROM front  -- the cast: with server-side binding, one parameter gets one type in the whole statement
+        SELECT %(d_queue)s::varchar, %(d_owner)s, 0, 1, %(d_cap)s, %(d_weight)s,
+               front.pass_value + 1.0 / %(d_weight)s, now()
+          FROM {gate}  -- the cast: with server-side binding, one parameter gets one type in the whole statement
         ON CONFLICT (queue, owner_id) DO UPDATE SET
             waiting = jobs_fairlane.waiting + CASE WHEN {free} THEN 0 ELSE 1 END,
             in_flight = jobs_fairlane.in_flight + CASE WHEN {free} THEN 1 ELSE 0 END,
@@ -50,38 +52,36 @@ _LANE_ENQUEUE_SQL = """
                          + CASE WHEN {free} THEN 1.0 / EXCLUDED.weight ELSE 0 END,
             updated_at = now()
         RETURNING waiting, in_flight, cap
-    )
-""".format(free="(jobs_fairlane.waiting = 0 AND jobs_fairlane.in_flight < EXCLUDED.cap)")
+    )"""
+_LANE_FREE = "(jobs_fairlane.waiting = 0 AND jobs_fairlane.in_flight < EXCLUDED.cap)"
 
 
-def fair_record_create(record: TaskRecord, *, cap: int, weight: int) -> str:
-    """Insert a fair-share `record` (unsaved) and count it in its owner's lane: GO, READY or FULL.
+def fair_enqueue_ctes(
+    *, cap: int, weight: int, queue: str, owner_id: int, after: str | None = None
+) -> tuple[str, dict]:
+    """The CTEs `front` and `lane` that count a new fair-share record in its owner's lane, and their
+    parameters; the record's insert reads `lane` (`fair_turn` says what the row it returns means).
 
-    One statement inside the dispatching transaction: the lane's upsert decides, under the
-    lane's row lock, whether the record takes its turn at once (GO: inserted QUEUED and counted
-    in flight, its pass advanced, as `fair_release` would do right after the commit, but without
-    a transaction of its own) or waits (inserted WAITING). Caps are per lane, so taking a free
-    slot of one's own lane holds back no other owner. A lane that was idle rejoins at the current
-    front of the round (the lowest pass among lanes with work waiting), so time spent idle is not
-    saved up as a burst of turns.
+    The lane's upsert decides, under the lane's row lock, whether the record takes its turn at
+    once (GO: inserted QUEUED and counted in flight, its pass advanced, as `fair_release` would do
+    right after the commit, but without a transaction of its own) or waits (inserted WAITING).
+    Caps are per lane, so taking a free slot of one's own lane holds back no other owner. A lane
+    that was idle rejoins at the current front of the round (the lowest pass among lanes with
+    work waiting), so time spent idle is not saved up as a burst of turns. With `after` (a CTE of
+    the caller's statement), the lane counts the record only if that CTE returns a row.
     """
-    columns, values, params = insert_values(record, exclude=("state",))
-    params.update(queue=record.queue, owner=record.owner_id, cap=max(1, cap), weight=max(1, weight))
-    sql = f"""
-        WITH {_LANE_ENQUEUE_SQL}, record AS (
-            INSERT INTO jobs_taskrecord ({columns}, state)
-            VALUES ({values}, (SELECT CASE WHEN waiting = 0 THEN 'QUEUED' ELSE 'WAITING' END FROM lane))
-            RETURNING state
-        )
-        SELECT lane.waiting, lane.in_flight, lane.cap, record.state FROM lane, record
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        waiting, in_flight, cap_now, record.state = cursor.fetchone()
-    record._state.adding, record._state.db = False, connection.alias
+    gate = f"front, {after}" if after else "front"
+    sql = _LANE_ENQUEUE_SQL.format(gate=gate, free=_LANE_FREE)
+    params = {"d_queue": queue, "d_owner": owner_id, "d_cap": max(1, cap), "d_weight": max(1, weight)}
+    return sql, params
+
+
+def fair_turn(waiting: int, in_flight: int, cap: int) -> str:
+    """What the lane's row after counting a new record (`fair_enqueue_ctes`) means for it: GO,
+    READY or FULL."""
     if waiting == 0:  # nothing was added to `waiting`: the new record took a slot
         return GO
-    return READY if in_flight < cap_now else FULL
+    return READY if in_flight < cap else FULL
 
 
 def fair_release(*, queue: str, most: int = 100) -> int:

@@ -9,6 +9,7 @@ silent is found by `task_records_sweep` and sent again, so nothing accepted is s
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from common.db import insert_values
 from common.logs import request_id_get
 from jobs.events import event_publish, events_publish
 from jobs.exceptions import RetryRefused
@@ -29,9 +31,10 @@ from jobs.fairshare import (
     FINISH_JOINS,
     GO,
     READY,
-    fair_record_create,
+    fair_enqueue_ctes,
     fair_release,
     fair_send,
+    fair_turn,
     lane_finished,
     lanes_repair,
 )
@@ -44,6 +47,109 @@ from jobs.signals import task_record_abandoned, task_record_revoked
 
 logger = logging.getLogger(__name__)
 State = TaskRecord.State
+
+
+@dataclass(frozen=True)
+class PreparedDispatch:
+    """A task record to write inside a statement of the caller's (`task_dispatch_prepare`).
+
+    The caller's statement is `WITH <its CTEs>, {ctes} SELECT <its columns>, {columns} FROM
+    <its CTE>, {tables}` with `params` added to its own; it passes the selected `columns` to
+    `task_dispatched`. The names `front`, `lane` and `dispatched` are taken.
+    """
+
+    record: TaskRecord
+    ctes: str
+    params: dict[str, Any]
+    columns: str
+    tables: str
+    after: str | None
+
+
+def task_dispatch_prepare(
+    *,
+    name: str,
+    queue: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    owner: Any = None,
+    target: models.Model | None = None,
+    max_in_flight: int | None = None,
+    weight: int = 1,
+    task_id: uuid.UUID | None = None,
+    after: str | None = None,
+) -> PreparedDispatch:
+    """`task_dispatch` as SQL for the caller's own statement, so that the work and its record are
+    written together in one statement (no transaction, no round trips of their own).
+
+    With `after`, the name of a CTE of the caller's that inserts `target` (unsaved) and returns
+    its `id`: the record is written only if that CTE returns a row, acts on that row, and takes
+    its id as the task's first argument, before `args`.
+    """
+    fair = bool(settings.FAIR_SHARE_ENABLED and max_in_flight and owner is not None)
+    record = TaskRecord(
+        id=task_id or uuid.uuid4(),
+        name=name,
+        queue=queue,
+        args=list(args or []),
+        kwargs=dict(kwargs or {}),
+        owner=owner,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None and target.pk is not None else "",
+        fair_share=fair,
+        request_id=request_id_get(),  # travels with the message, however late it is sent
+    )
+    exclude = ("state", "args", "target_id") if after else ("state",)
+    columns, values, params = insert_values(record, exclude=exclude, prefix="d")
+    if after:  # the target's id, known only in the statement: the first argument, and the target
+        columns += ", args, target_id"
+        values += f", jsonb_build_array({after}.id) || %(d_args)s::jsonb, {after}.id::text"
+        params["d_args"] = TaskRecord._meta.get_field("args").get_db_prep_save(record.args, connection)
+    sources = [after] if after else []
+    if fair:
+        lane_ctes, lane_params = fair_enqueue_ctes(
+            cap=max_in_flight, weight=weight, queue=queue, owner_id=record.owner_id, after=after
+        )
+        params.update(lane_params)
+        state = "CASE WHEN lane.waiting = 0 THEN 'QUEUED' ELSE 'WAITING' END"
+        ctes = f"{lane_ctes}, dispatched AS (\n"
+        sources.append("lane")
+        selected, tables = "dispatched.state, lane.waiting, lane.in_flight, lane.cap", "dispatched, lane"
+    else:
+        state, ctes = "'WAITING'", "dispatched AS (\n"
+        selected, tables = "dispatched.state, 0, 0, 0", "dispatched"
+    source = f" FROM {', '.join(sources)}" if sources else ""
+    ctes += (
+        f"    INSERT INTO {TaskRecord._meta.db_table} ({columns}, state)\n"
+        f"    SELECT {values}, {state}{source}\n"
+        "    RETURNING state\n)"
+    )
+    return PreparedDispatch(record=record, ctes=ctes, params=params, columns=selected, tables=tables, after=after)
+
+
+def task_dispatched(prepared: PreparedDispatch, row: tuple, *, target_id: Any = None) -> TaskRecord:
+    """The record a statement with `prepared` wrote, given the `columns` it selected (and the
+    target's id, with `after`); its message is sent once the current transaction commits (at
+    once, outside a transaction).
+
+    A fair-share record that took its owner's free slot was written QUEUED: its send is noted
+    in Redis, and on the record when it starts. One that waits with a slot free (a release is
+    due) gets `fair_release` after the commit; one whose lane is full waits for a record of its
+    lane to finish.
+    """
+    record = prepared.record
+    record.state, waiting, in_flight, cap = row
+    record._state.adding, record._state.db = False, connection.alias
+    if prepared.after:
+        record.args = [target_id, *record.args]
+        record.target_id = str(target_id)
+    if not record.fair_share:
+        transaction.on_commit(partial(task_message_send, record), robust=True)
+    elif (turn := fair_turn(waiting, in_flight, cap)) == GO:
+        transaction.on_commit(partial(fair_send, record, note_in_redis=True), robust=True)
+    elif turn == READY:
+        transaction.on_commit(partial(fair_release, queue=record.queue), robust=True)
+    return record
 
 
 def task_dispatch(
@@ -62,35 +168,24 @@ def task_dispatch(
 
     With `max_in_flight` (and an owner), the record waits its owner's turn instead: at most that
     many of the owner's records run at once, released round robin between owners by `weight`.
-    `task_id` lets the caller store the id on its own row before the record exists.
+    `task_id` lets the caller store the id on its own row before the record exists. One
+    statement; to write the record in a statement of the caller's, see `task_dispatch_prepare`.
     """
-    fair = bool(settings.FAIR_SHARE_ENABLED and max_in_flight and owner is not None)
-    record = TaskRecord(
-        id=task_id or uuid.uuid4(),
+    prepared = task_dispatch_prepare(
         name=name,
         queue=queue,
-        args=list(args or []),
-        kwargs=dict(kwargs or {}),
+        args=args,
+        kwargs=kwargs,
         owner=owner,
-        target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        fair_share=fair,
-        request_id=request_id_get(),  # travels with the message, however late it is sent
+        target=target,
+        max_in_flight=max_in_flight,
+        weight=weight,
+        task_id=task_id,
     )
-    turn = None
-    if fair:
-        # Inserted QUEUED when its turn comes at once (released in this transaction, sent after
-        # commit; the sweeper resends a QUEUED record that was never sent, as after any release).
-        turn = fair_record_create(record, cap=max_in_flight, weight=weight)
-    else:
-        record.save(force_insert=True)
-    if turn == GO:  # inserted QUEUED: its send is noted in Redis, and on the record when it starts
-        transaction.on_commit(partial(fair_send, record, note_in_redis=True), robust=True)
-    elif turn == READY:
-        transaction.on_commit(lambda: fair_release(queue=queue), robust=True)
-    elif not fair:
-        transaction.on_commit(partial(task_message_send, record), robust=True)
-    return record
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {prepared.ctes} SELECT {prepared.columns} FROM {prepared.tables}", prepared.params)
+        row = cursor.fetchone()
+    return task_dispatched(prepared, row)
 
 
 def task_record_update(*, task_id: str | uuid.UUID, only_if_not_final: bool = True, **fields: Any) -> int:

@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -97,41 +98,53 @@ def daily_reset_at() -> datetime:
     return timezone.make_aware(datetime.combine(tomorrow, time.min))
 
 
+def daily_quota_ctes(*, user: User) -> tuple[str, dict[str, Any]]:
+    """The CTEs that count one request against `user`'s limit for today, and their parameters.
+
+    `admitted` updates the user's row only if today's limit allows one more (RETURNING id and
+    requests_today); `counted`, only when it did, adds the request to the day's usage row
+    (RETURNING user_id). A statement that writes the request itself reads `counted`: no row, no
+    request (`daily_limit_exceeded`). Concurrent requests queue on the user's row lock and each
+    re-checks the limit, so with one request left exactly one of them is admitted. The locks are
+    taken in the order the worker's finishing transaction takes them: the user's row, then the
+    usage row.
+    """
+    tier = user_tier(user)
+    sql = f"""
+        admitted AS (
+            UPDATE users_user
+               SET requests_today = CASE WHEN usage_date = %(q_today)s THEN requests_today + 1 ELSE 1 END,
+                   tokens_today = CASE WHEN usage_date = %(q_today)s THEN tokens_today ELSE 0 END,
+                   usage_date = %(q_today)s
+             WHERE id = %(q_user)s AND (usage_date IS DISTINCT FROM %(q_today)s OR requests_today < %(q_limit)s)
+         RETURNING id, requests_today
+        ), counted AS (
+            {_USAGE_ADD_SQL.format(source="SELECT id, %(q_today)s::date, 1, 0, 0, 0, 0, now() FROM admitted")}
+            RETURNING user_id
+        )"""
+    return sql, {"q_today": usage_day(), "q_user": user.pk, "q_limit": tier.daily_request_limit}
+
+
+def daily_limit_exceeded(*, user: User) -> DailyLimitExceeded:
+    """The 429 for a request `daily_quota_ctes` did not admit."""
+    limit = user_tier(user).daily_request_limit
+    reset_at = daily_reset_at()
+    wait = max(1, int((reset_at - timezone.now()).total_seconds()))
+    return DailyLimitExceeded(limit=limit, used=limit, reset_at=reset_at, wait_seconds=wait)
+
+
 def daily_quota_consume(*, user: User) -> int:
     """Count one accepted request against today's limit, atomically; 429 when none is left.
 
-    One conditional UPDATE: concurrent requests queue on the row lock and each re-checks the
-    limit, so with one request left exactly one of them is admitted. Called inside the
-    transaction that records the request, so a request that is not recorded is not counted.
+    One statement (`daily_quota_ctes`), called inside the transaction that records the request,
+    so a request that is not recorded is not counted.
     """
-    tier = user_tier(user)
-    today = usage_day()
+    ctes, params = daily_quota_ctes(user=user)
     with connection.cursor() as cursor:
-        # One round trip: the conditional UPDATE and, only when it admitted the request, the
-        # day's usage row (same lock order as before: the user's row, then the usage row).
-        cursor.execute(
-            f"""
-            WITH admitted AS (
-                UPDATE users_user
-                   SET requests_today = CASE WHEN usage_date = %(today)s THEN requests_today + 1 ELSE 1 END,
-                       tokens_today = CASE WHEN usage_date = %(today)s THEN tokens_today ELSE 0 END,
-                       usage_date = %(today)s
-                 WHERE id = %(id)s AND (usage_date IS DISTINCT FROM %(today)s OR requests_today < %(limit)s)
-             RETURNING id, requests_today
-            ), counted AS (
-                {_USAGE_ADD_SQL.format(source="SELECT id, %(today)s::date, 1, 0, 0, 0, 0, now() FROM admitted")}
-            )
-            SELECT requests_today FROM admitted
-            """,
-            {"today": today, "id": user.pk, "limit": tier.daily_request_limit},
-        )
+        cursor.execute(f"WITH {ctes} SELECT admitted.requests_today FROM admitted, counted", params)
         row = cursor.fetchone()
     if row is None:
-        reset_at = daily_reset_at()
-        wait = max(1, int((reset_at - timezone.now()).total_seconds()))
-        raise DailyLimitExceeded(
-            limit=tier.daily_request_limit, used=tier.daily_request_limit, reset_at=reset_at, wait_seconds=wait
-        )
+        raise daily_limit_exceeded(user=user)
     return row[0]
 
 

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from prompts.models import Conversation, PromptRequest
@@ -27,7 +26,6 @@ MAX_TEXTS = 50
 MAX_TARGET_LANGUAGES = 10
 
 
-@transaction.atomic
 def translation_request_create(
     *, user: User, texts: list[str], source_lang: str, target_langs: list[str], model: str | None = None
 ) -> PromptRequest:
@@ -56,7 +54,6 @@ def translation_request_create(
     )
 
 
-@transaction.atomic
 def image_request_create(*, user: User, prompt: str, size: str, steps: int) -> PromptRequest:
     """Accept an image generation; the task reports progress while it runs."""
     tier = user_tier(user)

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -16,7 +15,6 @@ from users.models import User
 from users.services import user_tier
 
 
-@transaction.atomic
 def query_request_create(*, user: User, question: str, top_k: int | None = None) -> PromptRequest:
     """Accept a question: retrieval over the user's chunks and a chat call, in the background."""
     from django.core.exceptions import ValidationError

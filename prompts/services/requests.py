@@ -6,19 +6,26 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from common.db import instance_insert
+from common.db import insert_values
 from jobs import queues
 from jobs.models import TaskRecord
-from jobs.services import task_dispatch, task_revoke
+from jobs.services import task_dispatch, task_dispatch_prepare, task_dispatched, task_revoke
 from notifications.services import notification_event_emit
 from prompts.models import Conversation, PromptRequest
 from users.models import Tier, User
-from users.services import daily_quota_consume, usage_daily_store, usage_record_finished, user_tier
+from users.services import (
+    daily_limit_exceeded,
+    daily_quota_consume,
+    daily_quota_ctes,
+    usage_daily_store,
+    usage_record_finished,
+    user_tier,
+)
 
 logger = logging.getLogger(__name__)
 Status = PromptRequest.Status
@@ -47,7 +54,6 @@ def _validate_chat(*, tier: Tier, prompt_text: str, model: str) -> None:
         raise ValidationError(errors)
 
 
-@transaction.atomic
 def prompt_request_create(
     *, user: User, prompt_text: str, model: str | None = None, conversation_id: int | None = None
 ) -> PromptRequest:
@@ -55,28 +61,53 @@ def prompt_request_create(
     tier = user_tier(user)
     model = model or settings.AI_DEFAULT_CHAT_MODEL
     _validate_chat(tier=tier, prompt_text=prompt_text, model=model)
-    conversation = None
-    if conversation_id is not None:
+    fields = {"kind": PromptRequest.Kind.CHAT, "model": model, "prompt_text": prompt_text}
+    if conversation_id is None:
+        return request_accept(user=user, tier=tier, **fields)
+    with transaction.atomic():  # the turn is written while its conversation is locked
         conversation = Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
         if conversation is None or conversation.archived_at is not None:
             raise ValidationError({"conversation": f"No open conversation {conversation_id} of yours."})
         conversation.save(update_fields=["updated_at"])
-    return request_accept(
-        user=user,
-        tier=tier,
-        kind=PromptRequest.Kind.CHAT,
-        model=model,
-        prompt_text=prompt_text,
-        conversation=conversation,
-    )
+        return request_accept(user=user, tier=tier, conversation=conversation, **fields)
 
 
 def request_accept(*, user: User, tier: Tier, **fields: object) -> PromptRequest:
-    """Count the request against today's limit, record it and its task (call inside a transaction)."""
-    daily_quota_consume(user=user)  # 429 when today's limit is used up; rolled back with the rest
+    """Count the request against today's limit, record it and its task: one statement.
+
+    The quota (`daily_quota_ctes`), the request and its task record with its fair-share lane
+    (`task_dispatch_prepare`) are written together or not at all, with no transaction of their
+    own (inside a caller's transaction, they are part of it); the task is sent after the commit.
+    429 when today's limit is used up.
+    """
     task_id = uuid.uuid4()  # known before the record exists, so the request is written once
-    request = instance_insert(PromptRequest(owner=user, task_id=task_id, **fields))
-    _dispatch(request, tier, task_id=task_id)
+    request = PromptRequest(owner=user, task_id=task_id, **fields)
+    columns, values, params = insert_values(request, prefix="p")
+    quota, quota_params = daily_quota_ctes(user=user)
+    dispatch = task_dispatch_prepare(
+        name=PROCESS_TASK,
+        queue=queues.prompt_queue_for(tier.queue_priority),
+        owner=user,
+        target=request,
+        max_in_flight=tier.max_in_flight,
+        weight=tier.fair_share_weight,
+        task_id=task_id,
+        after="request",
+    )
+    sql = f"""
+        WITH {quota}, request AS (
+            INSERT INTO {connection.ops.quote_name(PromptRequest._meta.db_table)} ({columns}) SELECT {values} FROM counted RETURNING id
+        ), {dispatch.ctes}
+        SELECT request.id, {dispatch.columns} FROM request, {dispatch.tables}
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**params, **quota_params, **dispatch.params})
+        row = cursor.fetchone()
+    if row is None:
+        raise daily_limit_exceeded(user=user)
+    request.pk = row[0]
+    request._state.adding, request._state.db = False, connection.alias
+    task_dispatched(dispatch, row[1:], target_id=request.pk)
     return request
 
 
