@@ -9,22 +9,62 @@ on a pool is safe to share between threads (each command borrows a connection fr
 this channel keeps one, and builds a new one only when the channel has a new pool (after it was
 closed and reopened, e.g. when Redis came back after an outage).
 
+It also notes a send in the round trip that makes it: a message published with the header
+`SENT_NOTE_HEADER` (seconds) is pushed onto its queue and its note `sent_key(task id)` set for
+that long by one Lua script, the note only if the push succeeded (`jobs.sending` says what the
+notes are for).
+
 `config/celery.py` registers `Transport` under kombu's "redis" and "rediss" aliases, so broker
 URLs keep their scheme: Flower and anything else that reads the URL sees a plain Redis broker.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
 
 ALIASES = ("redis", "rediss")
+
+# A message header asking for the send to be noted in Redis, for this many seconds.
+SENT_NOTE_HEADER = "jobs_sent_note"
+
+# Pushes the message (KEYS[1], ARGV[1]) and then notes the send (KEYS[2], for ARGV[2] seconds);
+# an error pushing stops the script before the note.
+_PUT_NOTED = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+"""
+
+
+def sent_key(task_id: Any) -> str:
+    """A note that a record's message went to the broker, kept in the broker's Redis beside it."""
+    return f"jobs:sent:{task_id}"
 
 
 class Channel(kombu_redis.Channel):
     _kept_client: redis.Redis | None = None
+    _put_noted: Any = None
+
+    def _put(self, queue: str, message: dict, **kwargs: Any) -> None:
+        """Deliver `message`, noting its send in the same round trip if its headers ask for it."""
+        seconds = message.get("headers", {}).get(SENT_NOTE_HEADER)
+        if not seconds or kwargs.get("_publish_batch") is not None:  # a batch is not flushed yet: no note
+            return super()._put(queue, message, **kwargs)
+        note = sent_key(message["headers"]["id"])
+        with self.conn_or_acquire() as client:
+            if self._expires and queue in self._expires:  # kombu's own push, which also sets expiries
+                super()._put(queue, message, **kwargs)
+                client.set(note, "1", ex=int(seconds))
+                return None
+            if self._put_noted is None:
+                self._put_noted = client.register_script(_PUT_NOTED)
+            key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+            self._put_noted(keys=[key, note], args=[dumps(message), int(seconds)], client=client)
+        return None
 
     @contextmanager
     def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from jobs.broker import SENT_NOTE_HEADER, sent_key
 from jobs.events import event_publish, events_redis
 from jobs.models import TaskRecord
 
@@ -34,11 +35,6 @@ _SENT_SQL = """
      WHERE record.id = before.id
  RETURNING before.state
 """
-
-
-def sent_key(task_id: Any) -> str:
-    """A note that a record's message went to the broker, kept in the broker's Redis beside it."""
-    return f"jobs:sent:{task_id}"
 
 
 def sent_note_ttl() -> int:
@@ -64,10 +60,14 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
 
     The send is noted on the record (`sends`, `sent_at`, WAITING to QUEUED), or, with
-    `note_in_redis`, for a record already QUEUED, in Redis (`sent_key`: a Redis round trip
-    instead of a statement); the record's start then notes it on the record (the STARTED update),
-    and the sweeper reads the Redis note meanwhile.
+    `note_in_redis`, for a record already QUEUED, in Redis (`sent_key`), by the push itself:
+    `jobs.broker.Channel` sets the note in the round trip that puts the message on its queue (no
+    statement, no round trip of its own). The record's start then notes it on the record (the
+    STARTED update), and the sweeper reads the Redis note meanwhile.
     """
+    headers = {TASK_REQUEST_ID_HEADER: record.request_id}  # "" too: never another request's
+    if note_in_redis:
+        headers[SENT_NOTE_HEADER] = sent_note_ttl()
     try:
         current_app.send_task(
             record.name,
@@ -75,7 +75,7 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
             kwargs=record.kwargs,
             task_id=str(record.id),
             queue=record.queue,
-            headers={TASK_REQUEST_ID_HEADER: record.request_id},  # "" too: never another request's
+            headers=headers,
             retry=True,
             retry_policy=SEND_RETRY_POLICY,
         )
@@ -86,10 +86,6 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
         )
         return False
     if note_in_redis:
-        try:
-            events_redis().set(sent_key(record.id), "1", ex=sent_note_ttl())
-        except Exception as exc:  # sent all the same; without the note the sweeper may send it again
-            logger.warning("send of task %s not noted: %s", record.id, exc)
         return True
     with connection.cursor() as cursor:
         cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})

@@ -1,0 +1,60 @@
+"""A send noted in Redis is noted by the push itself: one round trip, and never without the message."""
+
+import pytest
+import redis.connection
+from django.db import transaction
+from redis import Redis
+
+from jobs.models import FairLane, TaskRecord
+from jobs.sending import sent_noted
+from jobs.services import task_dispatch
+
+QUEUE = "test.unconsumed.notes"  # no worker listens here
+
+
+@pytest.fixture
+def broker(settings):
+    client = Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(QUEUE)
+    yield client
+    client.delete(QUEUE)
+
+
+def dispatch(user):
+    with transaction.atomic():
+        return task_dispatch(name="jobs.sweep_task_records", queue=QUEUE, owner=user, max_in_flight=1)
+
+
+def test_a_fair_record_sent_at_once_is_pushed_and_noted_in_one_round_trip(
+    transactional_db, broker, make_user, monkeypatch
+):
+    dispatch(make_user())  # the first push also loads the script into Redis
+    broker.delete(QUEUE)
+    commands = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(connection, command, *args, **kwargs):
+        commands.append(command)
+        return send(connection, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    record = dispatch(make_user())
+    monkeypatch.undo()
+
+    assert len(commands) == 1, commands
+    assert broker.llen(QUEUE) == 1
+    assert TaskRecord.objects.get(pk=record.pk).state == "QUEUED"
+    assert sent_noted([record.pk]) == {str(record.pk)}
+
+
+def test_a_push_that_fails_leaves_no_note_and_gives_the_turn_back(transactional_db, broker, make_user):
+    broker.set(QUEUE, "not a list")  # every LPUSH onto it fails (WRONGTYPE)
+    user = make_user()
+
+    record = dispatch(user)
+
+    assert broker.get(QUEUE) == b"not a list"
+    assert sent_noted([record.pk]) == set()
+    assert TaskRecord.objects.get(pk=record.pk).state == "WAITING"  # the sweeper sends it later
+    lane = FairLane.objects.get(owner=user, queue=QUEUE)
+    assert (lane.waiting, lane.in_flight) == (1, 0)
