@@ -94,9 +94,10 @@ def request_accept(*, user: User, tier: Tier, **fields: object) -> PromptRequest
         task_id=task_id,
         after="request",
     )
+    table = connection.ops.quote_name(PromptRequest._meta.db_table)
     sql = f"""
         WITH {quota}, request AS (
-            INSERT INTO {connection.ops.quote_name(PromptRequest._meta.db_table)} ({columns}) SELECT {values} FROM counted RETURNING id
+            INSERT INTO {table} ({columns}) SELECT {values} FROM counted RETURNING id
         ), {dispatch.ctes}
         SELECT request.id, {dispatch.columns} FROM request, {dispatch.tables}
     """

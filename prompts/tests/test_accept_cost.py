@@ -40,7 +40,8 @@ def test_accepting_a_prompt_takes_one_statement_after_the_key_look_up(make_user,
     assert sent_noted([record.pk]) == {str(record.pk)}  # its send noted in Redis (on the record when it starts)
     request = PromptRequest.objects.get(pk=accepted["id"])
     assert request.task_id == record.pk and request.prompt_text == "how much does this cost?"
-    assert (record.args, record.target_type, record.target_id) == ([request.pk], "prompts.promptrequest", str(request.pk))
+    assert record.args == [request.pk]
+    assert (record.target_type, record.target_id) == ("prompts.promptrequest", str(request.pk))
     assert record.owner_id == request.owner_id and record.fair_share
     assert UsageDaily.objects.get(user=request.owner).requests == 2
 
