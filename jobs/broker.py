@@ -12,12 +12,14 @@ closed and reopened, e.g. when Redis came back after an outage).
 It also notes a send in the round trip that makes it: a message published with the header
 `SENT_NOTE_HEADER` (seconds) is pushed onto its queue and its note `sent_key(task id)` set for
 that long by one Lua script, the note only if the push succeeded (`jobs.sending` says what the
-notes are for).
+notes are for; with another transport, such as `sentinel://`, it sets them itself, a round trip
+more).
 
 `config/celery.py` registers `Transport` under kombu's "redis" and "rediss" aliases, so broker
 URLs keep their scheme: Flower and anything else that reads the URL sees a plain Redis broker.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +30,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 ALIASES = ("redis", "rediss")
+logger = logging.getLogger(__name__)
 
 # A message header asking for the send to be noted in Redis, for this many seconds.
 SENT_NOTE_HEADER = "jobs_sent_note"
@@ -50,20 +53,36 @@ class Channel(kombu_redis.Channel):
     _put_noted: Any = None
 
     def _put(self, queue: str, message: dict, **kwargs: Any) -> None:
-        """Deliver `message`, noting its send in the same round trip if its headers ask for it."""
-        seconds = message.get("headers", {}).get(SENT_NOTE_HEADER)
-        if not seconds or kwargs.get("_publish_batch") is not None:  # a batch is not flushed yet: no note
+        """Deliver `message`, noting its send in the same round trip if its headers ask for it.
+
+        The header itself is not delivered: a retry of the task (which copies its headers)
+        would note a send again.
+        """
+        headers = message.get("headers") or {}
+        seconds = headers.get(SENT_NOTE_HEADER)
+        if not seconds:
             return super()._put(queue, message, **kwargs)
-        note = sent_key(message["headers"]["id"])
+        task_id = headers.get("id") or message.get("properties", {}).get("correlation_id")
+        # A copy: kombu publishes the same message again if this attempt fails.
+        message = {**message, "headers": {k: v for k, v in headers.items() if k != SENT_NOTE_HEADER}}
+        note, seconds = sent_key(task_id), int(seconds)
+        batch = kwargs.get("_publish_batch")
+        if batch is not None:  # the note joins the batch's pipeline, after the push
+            super()._put(queue, message, **kwargs)
+            batch.add("set", note, "1", seconds)
+            return None
         with self.conn_or_acquire() as client:
             if self._expires and queue in self._expires:  # kombu's own push, which also sets expiries
                 super()._put(queue, message, **kwargs)
-                client.set(note, "1", ex=int(seconds))
+                try:
+                    client.set(note, "1", ex=seconds)
+                except redis.RedisError as exc:  # pushed all the same; without the note the sweeper may resend
+                    logger.warning("send of task %s not noted: %s", task_id, exc)
                 return None
             if self._put_noted is None:
                 self._put_noted = client.register_script(_PUT_NOTED)
             key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-            self._put_noted(keys=[key, note], args=[dumps(message), int(seconds)], client=client)
+            self._put_noted(keys=[key, note], args=[dumps(message), seconds], client=client)
         return None
 
     @contextmanager

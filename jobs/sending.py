@@ -5,6 +5,7 @@ Kept apart from `jobs.services` so that `jobs.fairshare` sends the records it re
 
 import logging
 import uuid
+from functools import cache
 from typing import Any
 
 from celery import current_app
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from jobs.broker import SENT_NOTE_HEADER, sent_key
+from jobs.broker import SENT_NOTE_HEADER, Transport, sent_key
 from jobs.events import event_publish, events_redis
 from jobs.models import TaskRecord
 
@@ -55,6 +56,13 @@ def sent_noted(task_ids: list[Any]) -> set[str] | None:
     return {str(task_id) for task_id, value in zip(task_ids, values, strict=True) if value is not None}
 
 
+@cache
+def push_notes_sends() -> bool:
+    """Whether the broker's transport notes a send with its push (`jobs.broker.Transport`, which
+    `config/celery.py` makes the one for redis:// and rediss:// URLs)."""
+    return isinstance(current_app.connection_for_write().transport, Transport)
+
+
 def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
     """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
@@ -66,7 +74,8 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
     STARTED update), and the sweeper reads the Redis note meanwhile.
     """
     headers = {TASK_REQUEST_ID_HEADER: record.request_id}  # "" too: never another request's
-    if note_in_redis:
+    noted_by_push = note_in_redis and push_notes_sends()
+    if noted_by_push:
         headers[SENT_NOTE_HEADER] = sent_note_ttl()
     try:
         current_app.send_task(
@@ -86,6 +95,11 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
         )
         return False
     if note_in_redis:
+        if not noted_by_push:
+            try:
+                events_redis().set(sent_key(record.id), "1", ex=sent_note_ttl())
+            except Exception as exc:  # sent all the same; without the note the sweeper may send it again
+                logger.warning("send of task %s not noted: %s", record.id, exc)
         return True
     with connection.cursor() as cursor:
         cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})

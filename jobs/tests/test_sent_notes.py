@@ -1,12 +1,16 @@
 """A send noted in Redis is noted by the push itself: one round trip, and never without the message."""
 
+import json
+
 import pytest
 import redis.connection
 from django.db import transaction
 from redis import Redis
 
+from jobs import sending
+from jobs.broker import SENT_NOTE_HEADER
 from jobs.models import FairLane, TaskRecord
-from jobs.sending import sent_noted
+from jobs.sending import push_notes_sends, sent_noted
 from jobs.services import task_dispatch
 
 QUEUE = "test.unconsumed.notes"  # no worker listens here
@@ -43,6 +47,9 @@ def test_a_fair_record_sent_at_once_is_pushed_and_noted_in_one_round_trip(
 
     assert len(commands) == 1, commands
     assert broker.llen(QUEUE) == 1
+    message = json.loads(broker.lindex(QUEUE, 0))
+    assert message["headers"]["id"] == str(record.pk)
+    assert SENT_NOTE_HEADER not in message["headers"]  # a retry of the task copies its headers
     assert TaskRecord.objects.get(pk=record.pk).state == "QUEUED"
     assert sent_noted([record.pk]) == {str(record.pk)}
 
@@ -58,3 +65,18 @@ def test_a_push_that_fails_leaves_no_note_and_gives_the_turn_back(transactional_
     assert TaskRecord.objects.get(pk=record.pk).state == "WAITING"  # the sweeper sends it later
     lane = FairLane.objects.get(owner=user, queue=QUEUE)
     assert (lane.waiting, lane.in_flight) == (1, 0)
+
+
+def test_with_a_transport_that_does_not_note_sends_the_note_is_set_after_the_push(transactional_db, broker, make_user):
+    assert push_notes_sends()  # redis:// is served by jobs.broker.Transport
+    sending.push_notes_sends.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sending, "push_notes_sends", lambda: False)
+            record = dispatch(make_user())
+    finally:
+        sending.push_notes_sends.cache_clear()
+
+    assert broker.llen(QUEUE) == 1
+    assert SENT_NOTE_HEADER not in json.loads(broker.lindex(QUEUE, 0))["headers"]
+    assert sent_noted([record.pk]) == {str(record.pk)}

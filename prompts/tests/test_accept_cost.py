@@ -1,15 +1,17 @@
 """What accepting a prompt costs: database round trips and transactions per POST, kept from growing."""
 
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
+import jobs.services
 from jobs.models import FairLane, TaskRecord
 from jobs.sending import sent_noted
 from prompts.models import PromptRequest
-from prompts.services import prompt_request_create
+from prompts.services import prompt_request_create, requests
 from users.models import UsageDaily
 
 # The API key look-up, then one statement: the quota with today's usage, the request, the record
@@ -50,8 +52,10 @@ def test_accepting_a_prompt_takes_one_statement_after_the_key_look_up(make_user,
 def test_a_request_whose_record_cannot_be_written_is_neither_recorded_nor_counted(make_user, monkeypatch):
     """The quota, the request, the record and its lane are one statement: all of them or none."""
     user = make_user()
+    monkeypatch.setattr(jobs.services, "fair_send", lambda record, **kwargs: True)  # no worker finishes it
     first = prompt_request_create(user=user, prompt_text="the first")
-    monkeypatch.setattr(uuid, "uuid4", lambda: first.task_id)  # the second record's id is taken
+    # The second record's id is taken.
+    monkeypatch.setattr(requests, "uuid", SimpleNamespace(uuid4=lambda: first.task_id, UUID=uuid.UUID))
 
     with pytest.raises(IntegrityError):
         prompt_request_create(user=user, prompt_text="the second")
