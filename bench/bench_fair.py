@@ -11,6 +11,8 @@
    the first message taken; rounds alternate.
 3. `jobs.fairshare.fair_release` per released task with 10,000 and with 1,000,000 records
    waiting (written with SQL, 100 owners, a queue nobody consumes): flat means a ratio near 1.
+4. A fair dispatch (`task_dispatch` with a cap, its lane free: sent at once) with 100,000 other
+   owners' lanes in its queue against 100 (lanes are kept once made): flat means a ratio near 1.
 """
 
 import os
@@ -38,6 +40,7 @@ from config.celery import app as celery_app
 from jobs import queues
 from jobs.fairshare import fair_release
 from jobs.models import FairLane, TaskRecord
+from jobs.services import task_dispatch
 from prompts.services import PROCESS_TASK, prompt_request_create
 
 BACKLOG = int(os.environ.get("BENCH_FAIR_BACKLOG", "10000"))
@@ -48,6 +51,9 @@ RELEASE_ROWS = (10_000, int(os.environ.get("BENCH_FAIR_ROWS", "1000000")))
 RELEASE_BATCH = 300
 RELEASE_OWNERS = 100
 RELEASE_QUEUE = "bench.release"
+LANES = (100, int(os.environ.get("BENCH_FAIR_LANES", "100000")))
+LANES_QUEUE = "bench.lanes"
+LANES_BATCH = 300
 CAP = 2
 QUEUE = queues.PROMPTS_NORMAL
 CONCURRENCY = settings.PROMPT_WORKER_CONCURRENCY
@@ -246,6 +252,71 @@ def _release_clean() -> None:
     queue_purge(RELEASE_QUEUE)
 
 
+def _lane_owners(count: int) -> None:
+    """`count` users to own idle lanes (created once, reused), seeded by one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM users_user WHERE username LIKE %s", ["b-lanes-%"])
+        have = cursor.fetchone()[0]
+        cursor.execute(
+            """
+            INSERT INTO users_user (password, is_superuser, username, first_name, last_name, email, is_staff,
+                                    is_active, date_joined, tier_id, tier_pinned, requests_today, tokens_today)
+            SELECT '!', false, 'b-lanes-' || n, '', '', '', false, true, now(), NULL, false, 0, 0
+              FROM generate_series(%s + 1, %s) AS n
+            """,
+            [have, count],
+        )
+
+
+def _dispatch_cost(owner: object) -> float:
+    """Seconds per fair dispatch of `owner` (its lane has a free slot: sent at once), median of five batches."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(LANES_BATCH):
+            task_dispatch(name="bench.lanes_noop", queue=LANES_QUEUE, owner=owner, max_in_flight=1_000_000_000)
+        timings.append((time.perf_counter() - started) / LANES_BATCH)
+    return statistics.median(timings)
+
+
+def _lanes_rows(tier: object) -> list[dict]:
+    """A fair dispatch reads the front of the round (the lowest pass among lanes with work waiting);
+    every owner who ever dispatched keeps a lane, so its cost must not grow with their number."""
+    (owner,) = bench_users("b-lanes-owner", 1, tier)
+    _lane_owners(LANES[1])
+    costs = []
+    try:
+        for lanes in LANES:
+            with connection.cursor() as cursor:  # one lane in a hundred with work waiting
+                cursor.execute(
+                    """
+                    INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)
+                    SELECT %s, id, (id %% 100 = 0)::int, 0, 1, 1, id, now()
+                      FROM (SELECT id FROM users_user WHERE username LIKE 'b-lanes-%%' ORDER BY id LIMIT %s) AS owners
+                    ON CONFLICT (queue, owner_id) DO NOTHING
+                    """,
+                    [LANES_QUEUE, lanes],
+                )
+                cursor.execute("ANALYZE jobs_fairlane")
+            costs.append(_dispatch_cost(owner))
+    finally:
+        records_delete([str(pk) for pk in TaskRecord.objects.filter(queue=LANES_QUEUE).values_list("pk", flat=True)])
+        FairLane.objects.filter(queue=LANES_QUEUE).delete()
+        queue_purge(LANES_QUEUE)
+    ratio = costs[1] / costs[0]
+    return [
+        {
+            "figure": f"a fair dispatch, {LANES[1]:,} vs {LANES[0]:,} owners' lanes in its queue (1 in 100 waiting)",
+            "unit": " ms",
+            "project": costs[1] * 1000,
+            "baseline": costs[0] * 1000,
+            "ratio": ratio,
+            "target": "<= 1.25 (flat)",
+            "ok": ratio <= 1.25,
+        }
+    ]
+
+
 def run() -> None:
     tier = bench_tier("b-fair", max_in_flight=CAP)
     users = bench_users("b-fair", 2 * CONCURRENCY // CAP, tier)
@@ -262,4 +333,5 @@ def run() -> None:
         prompts_clean([*users, burster, lone])
         queue_purge(*queues.PROMPT_QUEUES)
     rows += _release_rows(owners)
+    rows += _lanes_rows(tier)
     report("fair", rows)

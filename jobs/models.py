@@ -100,7 +100,12 @@ class FairLane(models.Model):
                 fields=["queue", "pass_value"],
                 condition=models.Q(waiting__gt=0, in_flight__lt=models.F("cap")),
                 name="jobs_fair_lane_ready_idx",
-            )
+            ),
+            # The front of the round, read by every fair dispatch: lanes are kept once made (one
+            # per owner and queue), so without it each dispatch would read every owner's lane.
+            models.Index(
+                fields=["queue", "pass_value"], condition=models.Q(waiting__gt=0), name="jobs_fair_lane_waiting_idx"
+            ),
         ]
 
     def __str__(self) -> str:

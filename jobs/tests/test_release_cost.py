@@ -14,7 +14,7 @@ from redis import Redis
 from jobs.events import events_read
 from jobs.models import FairLane, TaskRecord
 from jobs.sending import sent_key, sent_noted
-from jobs.services import task_dispatch, task_record_update, task_records_sweep
+from jobs.services import task_dispatch, task_dispatch_prepare, task_record_update, task_records_sweep
 
 QUEUE = "test.unconsumed.fair"  # no worker listens here, so messages stay countable
 # The final state, the slot freed and the next record claimed: one statement, no transaction of
@@ -189,3 +189,29 @@ def test_a_record_the_sweeper_sends_again_is_not_released_a_second_time_meanwhil
     assert TaskRecord.objects.get(pk=waiting.pk).state == "QUEUED"
     lane = FairLane.objects.get(owner=user, queue=QUEUE)
     assert (lane.waiting, lane.in_flight) == (0, 2)  # `stranded` and `waiting`
+
+
+def test_a_fair_dispatch_finds_the_front_of_the_round_by_an_index_however_many_lanes_there_are(
+    transactional_db, make_user
+):
+    """Lanes are kept once made (one per owner and queue): the front of the round must not be
+    found by reading all of them."""
+    user = make_user()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO jobs_fairlane (queue, owner_id, waiting, in_flight, cap, weight, pass_value, updated_at)"
+            " SELECT 'idle.' || n, %s, (n %% 100 = 0)::int, 0, 1, 1, n, now() FROM generate_series(1, 20000) AS n",
+            [user.pk],
+        )
+        cursor.execute("ANALYZE jobs_fairlane")
+    prepared = task_dispatch_prepare(name="jobs.sweep_task_records", queue="idle.100", owner=user, max_in_flight=1)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"EXPLAIN (FORMAT JSON) WITH {prepared.ctes} SELECT {prepared.columns} FROM {prepared.tables}",
+            prepared.params,
+        )
+        plan = json.dumps(cursor.fetchone()[0])
+
+    assert "jobs_fair_lane_waiting_idx" in plan
+    assert '"Node Type": "Seq Scan"' not in plan, plan
