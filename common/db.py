@@ -1,9 +1,10 @@
-"""Inserting a row in one hand-built statement, with the values `Model.save()` would write.
+"""Inserting a row in a hand-built statement, with the values `Model.save()` would write.
 
-For the few inserts every accepted request makes: the ORM compiles its INSERT anew each time
-(about 0.2 ms of CPU per row), where this builds the same column list and values from the
-model's fields. No `pre_save`/`post_save` signals are sent; use it only for models without
-receivers. `tests/test_db_insert.py` checks that the row equals what `save()` writes.
+For the inserts every accepted request makes (the request and its task record, in one
+statement): the ORM compiles its INSERT anew each time (about 0.2 ms of CPU per row), where
+this builds the same column list and values from the model's fields. No `pre_save`/`post_save`
+signals are sent; use it only for models without receivers. `tests/test_db_insert.py` checks
+that the rows equal what `save()` writes.
 """
 
 from typing import Any
@@ -36,17 +37,3 @@ def insert_values(
     columns = ", ".join(db.ops.quote_name(field.column) for field in fields)
     placeholders = ", ".join(f"%({prefix}{number})s" for number in range(len(fields)))
     return columns, placeholders, params
-
-
-def instance_insert(instance: Model) -> Model:
-    """INSERT unsaved `instance` in one statement; its key is set from the row, as after `save()`."""
-    columns, placeholders, params = insert_values(instance)
-    db = connections[DEFAULT_DB_ALIAS]
-    pk = instance._meta.pk
-    table = db.ops.quote_name(instance._meta.db_table)
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {db.ops.quote_name(pk.column)}"
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        setattr(instance, pk.attname, cursor.fetchone()[0])
-    instance._state.adding, instance._state.db = False, db.alias
-    return instance

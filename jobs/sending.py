@@ -60,7 +60,8 @@ def sent_noted(task_ids: list[Any]) -> set[str] | None:
 def push_notes_sends() -> bool:
     """Whether the broker's transport notes a send with its push (`jobs.broker.Transport`, which
     `config/celery.py` makes the one for redis:// and rediss:// URLs)."""
-    return isinstance(current_app.connection_for_write().transport, Transport)
+    with current_app.connection_for_write() as broker:
+        return isinstance(broker.transport, Transport)
 
 
 def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
@@ -94,12 +95,13 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
             state=State.WAITING, updated_at=timezone.now()
         )
         return False
+    if noted_by_push:
+        return True
     if note_in_redis:
-        if not noted_by_push:
-            try:
-                events_redis().set(sent_key(record.id), "1", ex=sent_note_ttl())
-            except Exception as exc:  # sent all the same; without the note the sweeper may send it again
-                logger.warning("send of task %s not noted: %s", record.id, exc)
+        try:
+            events_redis().set(sent_key(record.id), "1", ex=sent_note_ttl())
+        except Exception as exc:  # sent all the same; without the note the sweeper may send it again
+            logger.warning("send of task %s not noted: %s", record.id, exc)
         return True
     with connection.cursor() as cursor:
         cursor.execute(_SENT_SQL, {"id": record.id, "now": timezone.now()})

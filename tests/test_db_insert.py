@@ -1,12 +1,17 @@
-"""common.db.instance_insert writes the row Model.save() writes: defaults, auto_now_add, JSON, keys."""
+"""common.db.insert_values writes the row Model.save() writes: defaults, auto_now_add, JSON, keys.
+
+Through its users: the accepted request's statement (`request_accept`) and `task_dispatch`.
+"""
 
 import uuid
 
 from django.forms.models import model_to_dict
 
-from common.db import instance_insert
 from jobs.models import TaskRecord
+from jobs.services import task_dispatch
 from prompts.models import PromptRequest
+from prompts.services import request_accept
+from users.services import user_tier
 
 
 def _stored(model, pk):
@@ -17,10 +22,10 @@ def _stored(model, pk):
 
 def test_an_inserted_request_is_the_row_save_writes(make_user):
     user = make_user()
-    fields = {"owner": user, "kind": "chat", "model": "gpt-test", "prompt_text": "hello", "input": {"n": [1, "two"]}}
+    fields = {"kind": "chat", "model": "gpt-test", "prompt_text": "hello", "input": {"n": [1, "two"]}}
 
-    inserted = instance_insert(PromptRequest(task_id=uuid.uuid4(), **fields))
-    saved = PromptRequest.objects.create(task_id=uuid.uuid4(), **fields)
+    inserted = request_accept(user=user, tier=user_tier(user), **fields)
+    saved = PromptRequest.objects.create(owner=user, task_id=uuid.uuid4(), **fields)
 
     assert inserted.pk is not None and not inserted._state.adding
     assert inserted.created_at is not None  # auto_now_add filled in, as by save()
@@ -31,9 +36,9 @@ def test_an_inserted_request_is_the_row_save_writes(make_user):
 
 
 def test_a_record_with_its_own_uuid_key_keeps_it(db):
-    record = TaskRecord(id=uuid.uuid4(), name="x.y", queue="default", args=[1, "a"], kwargs={"k": None})
+    key = uuid.uuid4()
 
-    instance_insert(record)
+    task_dispatch(name="x.y", queue="default", args=[1, "a"], kwargs={"k": None}, task_id=key)
 
-    stored = TaskRecord.objects.get(pk=record.pk)
+    stored = TaskRecord.objects.get(pk=key)
     assert (stored.args, stored.kwargs, stored.state, stored.sends) == ([1, "a"], {"k": None}, "WAITING", 0)

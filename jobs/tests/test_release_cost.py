@@ -9,7 +9,6 @@ from celery.signals import before_task_publish
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from redis import Redis
 
 from jobs.events import events_read
 from jobs.models import FairLane, TaskRecord
@@ -20,14 +19,6 @@ QUEUE = "test.unconsumed.fair"  # no worker listens here, so messages stay count
 # The final state, the slot freed and the next record claimed: one statement, no transaction of
 # its own. The send is noted in Redis, not by a statement.
 MOST_QUERIES_PER_FINISH_AND_RELEASE = 1
-
-
-@pytest.fixture
-def broker(settings):
-    client = Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(QUEUE)
-    yield client
-    client.delete(QUEUE)
 
 
 def dispatch(user, count):

@@ -5,7 +5,6 @@ import json
 import pytest
 import redis.connection
 from django.db import transaction
-from redis import Redis
 
 from jobs import sending
 from jobs.broker import SENT_NOTE_HEADER
@@ -14,14 +13,6 @@ from jobs.sending import push_notes_sends, sent_noted
 from jobs.services import task_dispatch
 
 QUEUE = "test.unconsumed.notes"  # no worker listens here
-
-
-@pytest.fixture
-def broker(settings):
-    client = Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete(QUEUE)
-    yield client
-    client.delete(QUEUE)
 
 
 def dispatch(user):
