@@ -60,13 +60,13 @@ def sent_noted(task_ids: list[Any]) -> set[str] | None:
 # with `saferepr`, made for any object: about a tenth of a send's CPU. For a list or dict of
 # numbers (most records: a request's id), repr() is the same text; anything else is left to it.
 _REPR_MAXSIZE = 1024  # Celery's argsrepr_maxsize and kwargsrepr_maxsize
-_PLAIN = (int, float, type(None))  # bool is an int
+_PLAIN = (int, float, bool, type(None))
 
 
 def _printable(value: list | dict) -> str | None:
     """`saferepr(value)` where repr() writes the same, else None (Celery writes it)."""
     items = value.values() if isinstance(value, dict) else value
-    if not all(type(item) in _PLAIN or isinstance(item, bool) for item in items):
+    if not all(type(item) in _PLAIN for item in items):
         return None
     if isinstance(value, dict) and not all(isinstance(key, str) and key.isidentifier() for key in value):
         return None
@@ -75,21 +75,24 @@ def _printable(value: list | dict) -> str | None:
 
 
 @cache
-def publish_declares() -> list | None:
+def _transport_class() -> type:
+    """The class of the broker's kombu transport (read once: it comes from the broker URL)."""
+    with current_app.connection_for_write() as broker:
+        return type(broker.transport)
+
+
+def publish_declares() -> tuple | None:
     """What a publish declares first: nothing on Redis (kombu's Redis transport makes a queue's
     list with its first push, and Celery publishes to the nameless exchange, which needs no
     binding), so that a send is not a check of a declaration cache; Celery's default (the
     queue) on any other transport."""
-    with current_app.connection_for_write() as broker:
-        return [] if broker.transport.driver_type == "redis" else None
+    return () if _transport_class().driver_type == "redis" else None
 
 
-@cache
 def push_notes_sends() -> bool:
     """Whether the broker's transport notes a send with its push (`jobs.broker.Transport`, which
     `config/celery.py` makes the one for redis:// and rediss:// URLs)."""
-    with current_app.connection_for_write() as broker:
-        return isinstance(broker.transport, Transport)
+    return issubclass(_transport_class(), Transport)
 
 
 def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:

@@ -60,13 +60,9 @@ def test_a_push_that_fails_leaves_no_note_and_gives_the_turn_back(transactional_
 
 def test_with_a_transport_that_does_not_note_sends_the_note_is_set_after_the_push(transactional_db, broker, make_user):
     assert push_notes_sends()  # redis:// is served by jobs.broker.Transport
-    sending.push_notes_sends.cache_clear()
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(sending, "push_notes_sends", lambda: False)
-            record = dispatch(make_user())
-    finally:
-        sending.push_notes_sends.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sending, "push_notes_sends", lambda: False)
+        record = dispatch(make_user())
 
     assert broker.llen(QUEUE) == 1
     assert SENT_NOTE_HEADER not in json.loads(broker.lindex(QUEUE, 0))["headers"]
