@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -14,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.urls import url_reverse
 from jobs.fairshare import waiting_position
 from jobs.models import TaskRecord
 from jobs.schedules import REGISTRY
@@ -155,7 +155,7 @@ class TriggerView(APIView):
         if job not in REGISTRY:
             raise NotFound(f"No periodic job {job!r}; known jobs: {', '.join(sorted(REGISTRY))}.")
         record = periodic_job_trigger(slug=job, by=request.user)
-        status_url = request.build_absolute_uri(reverse("api:task-detail", args=[record.id]))
+        status_url = request.build_absolute_uri(url_reverse("api:task-detail", record.id))
         return Response({"job": job, "task_id": record.id, "status_url": status_url}, status=status.HTTP_202_ACCEPTED)
 
 

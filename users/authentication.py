@@ -1,6 +1,7 @@
 """API key authentication: `Authorization: Token <key>` or `X-API-Key: <key>`."""
 
 from functools import cache as once
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -58,16 +59,28 @@ def _lookup_sql() -> str:
     )
 
 
+@once
+def _converters() -> dict[type[Model], list[tuple[int, Any, list]]]:
+    """Per model, the concrete fields whose database values the ORM converts, with their converters
+    (`Field.get_db_converters`: JSON decoded, ...), by position; the other values load as they come."""
+    db = connections[DEFAULT_DB_ALIAS]
+    plans = {}
+    for model in _MODELS:
+        fields = model._meta.concrete_fields
+        plans[model] = [(i, f, f.get_db_converters(db)) for i, f in enumerate(fields) if f.get_db_converters(db)]
+    return plans
+
+
 def _instance(model: type[Model], values: tuple) -> Model:
     """A loaded row, its values converted as the ORM converts them (JSON decoded, ...)."""
-    fields = model._meta.concrete_fields
     db = connections[DEFAULT_DB_ALIAS]  # the thread's connection itself, not the proxy looked up on each use
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        for convert in field.get_db_converters(db):
+    converted = list(values)
+    for index, field, converters in _converters()[model]:
+        value = converted[index]
+        for convert in converters:
             value = convert(value, field, db)
-        converted.append(value)
-    return model.from_db(db.alias, [field.attname for field in fields], converted)
+        converted[index] = value
+    return model.from_db(db.alias, None, converted)  # every concrete field: no names needed
 
 
 def api_key_lookup(key_hash: str) -> ApiKey | None:

@@ -1,7 +1,6 @@
 """Prompt API: accept chat prompts (202), list and show one's own requests."""
 
 from django.db.models import QuerySet
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -10,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from common.fields import StrictCharField
+from common.urls import url_reverse
 from prompts.models import PromptRequest, PromptResponse
 from prompts.selectors import prompt_request_list
 from prompts.services import PromptConflict, prompt_request_cancel, prompt_request_create, prompt_request_retry
@@ -81,7 +81,7 @@ class PromptRequestSerializer(serializers.ModelSerializer):
         if response is None:
             return None
         data = PromptResponseSerializer(response).data
-        data["image_url"] = self._absolute(reverse("api:image-file", args=[obj.pk])) if response.file else None
+        data["image_url"] = self._absolute(url_reverse("api:image-file", obj.pk)) if response.file else None
         return data
 
     @extend_schema(
@@ -94,10 +94,10 @@ class PromptRequestSerializer(serializers.ModelSerializer):
         return {"percent": getattr(obj, "progress_percent", None), "message": getattr(obj, "progress_message", "")}
 
     def get_status_url(self, obj: PromptRequest) -> str:
-        return self._absolute(reverse("api:prompt-detail", args=[obj.pk]))
+        return self._absolute(url_reverse("api:prompt-detail", obj.pk))
 
     def get_task_url(self, obj: PromptRequest) -> str | None:
-        return self._absolute(reverse("api:task-detail", args=[obj.task_id])) if obj.task_id else None
+        return self._absolute(url_reverse("api:task-detail", obj.task_id)) if obj.task_id else None
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")
@@ -119,8 +119,8 @@ def prompt_accepted_response(request: Request, prompt: PromptRequest) -> Respons
     Every accepted POST answers this; a ModelSerializer builds its fields from the model on
     each use (about 0.7 ms of a request's CPU). prompts/tests/test_prompt_api.py keeps the two equal.
     """
-    status_url = request.build_absolute_uri(reverse("api:prompt-detail", args=[prompt.pk]))
-    task_url = request.build_absolute_uri(reverse("api:task-detail", args=[prompt.task_id])) if prompt.task_id else None
+    status_url = request.build_absolute_uri(url_reverse("api:prompt-detail", prompt.pk))
+    task_url = request.build_absolute_uri(url_reverse("api:task-detail", prompt.task_id)) if prompt.task_id else None
     body = {
         "id": prompt.pk,
         "status": str(prompt.status),

@@ -3,12 +3,12 @@
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 
 from common.fields import StrictCharField
+from common.urls import url_reverse
 from sync.models import Document
 
 
@@ -56,12 +56,12 @@ class DocumentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_status_url(self, obj: Document) -> str:
-        return absolute(self.context.get("request"), reverse("api:document-detail", args=[obj.pk]))
+        return absolute(self.context.get("request"), url_reverse("api:document-detail", obj.pk))
 
     def get_task_url(self, obj: Document) -> str | None:
         if not obj.task_id:
             return None
-        return absolute(self.context.get("request"), reverse("api:task-detail", args=[obj.task_id]))
+        return absolute(self.context.get("request"), url_reverse("api:task-detail", obj.task_id))
 
 
 class DocumentAcceptedSerializer(serializers.Serializer):
