@@ -72,6 +72,16 @@ def _empty_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _key_cache_stopped_before_the_database_goes(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The API key cache's listening connection must be gone before the test database is dropped."""
+    yield
+    from users.key_cache import key_cache_stop
+
+    with django_db_blocker.unblock():
+        key_cache_stop()
+
+
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[OpenAIServer]:
     server = OpenAIServer().start()

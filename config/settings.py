@@ -330,6 +330,9 @@ API_USER_THROTTLE_RATE = env("API_USER_THROTTLE_RATE", default="3000/min")
 API_ANON_THROTTLE_RATE = env("API_ANON_THROTTLE_RATE", default="120/min")
 # Failed API-key authentications allowed per client address per minute, then 429.
 AUTH_FAILURES_PER_MINUTE = env.int("AUTH_FAILURES_PER_MINUTE", default=30)
+# Each web process keeps the API keys it looked up, dropped when PostgreSQL notifies a change
+# to the key, its user or a tier (users/key_cache.py; one listening connection per process).
+API_KEY_CACHE = env.bool("API_KEY_CACHE", default=True)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "AI tasks API",

@@ -10,6 +10,7 @@ from django.db.models import Model
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from users.key_cache import api_key_get, api_key_used
 from users.models import ApiKey, Tier, User
 from users.services import api_key_hash, api_key_touch
 
@@ -28,13 +29,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if len(header) != 2:
                 raise exceptions.AuthenticationFailed("Invalid token header: expected 'Token <key>'.")
             key = header[1]
-        api_key = api_key_lookup(api_key_hash(key))
+        key_hash = api_key_hash(key)
+        api_key = api_key_get(key_hash)
         if api_key is None:
             _count_failure(request)
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if not api_key.user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        api_key_touch(api_key)
+        if api_key_touch(api_key):
+            api_key_used(key_hash, api_key)
         return api_key.user, api_key
 
     def authenticate_header(self, request: Request) -> str:

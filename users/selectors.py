@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db.models import Count, F, Q, Sum
 
+from users.key_cache import USER_COUNTERS
 from users.models import Tier, UsageDaily, User
 from users.services import daily_reset_at, usage_day, user_tier
 
@@ -13,6 +14,9 @@ def user_quota(*, user: User) -> dict[str, Any]:
     """Tier, limit, used today, remaining and when it resets."""
     tier = user_tier(user)
     today = usage_day()
+    counters = user.get_deferred_fields() & set(USER_COUNTERS)  # a kept API key's user: read them now
+    if counters:
+        user.refresh_from_db(fields=sorted(counters))
     used = user.requests_today if user.usage_date == today else 0
     tokens = user.tokens_today if user.usage_date == today else 0
     return {

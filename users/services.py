@@ -77,11 +77,14 @@ def user_tier(user: User) -> Tier:
     return user.tier
 
 
-def api_key_touch(api_key: ApiKey) -> None:
-    """Record that a key was used (at most once a minute, to keep reads cheap)."""
+def api_key_touch(api_key: ApiKey) -> bool:
+    """Record that a key was used (at most once a minute, to keep reads cheap); True if written."""
     now = timezone.now()
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+        return True
+    return False
 
 
 # Daily limits and usage ---------------------------------------------------------------------
