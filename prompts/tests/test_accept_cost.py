@@ -69,7 +69,8 @@ def test_a_request_whose_record_cannot_be_written_is_neither_recorded_nor_counte
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_accepted_posts_statements_are_prepared_once_they_repeat(make_user, client_for):
+def test_an_accepted_posts_statements_are_prepared_once_they_repeat(make_user, client_for, settings):
+    settings.API_KEY_CACHE = False  # a kept key is looked up once (users/key_cache.py): look it up each time
     client = client_for(make_user())
     for number in range(6):  # DB_PREPARE_THRESHOLD is 5: from the fifth run on, a statement is prepared
         post(client, f"prompt {number}")
