@@ -2,23 +2,33 @@
 
 A key's or user's row that changes in anything but what every request writes (a key's
 `last_used_at`, a user's daily counters), or is deleted, notifies channel `users_key_cache`
-with the user's id (the columns compared are named, so that the nightly reset of a million
-users' counters compares a few values per row; `users/tests/test_key_cache.py` fails when a
-model gains a column the triggers do not name); any change to tiers, and emptying a table, notifies `*` (drop every key).
-Notifications go out when the transaction commits, never for one rolled back.
+with the user's id: up to 100 rows a transaction, then `*` once (a statement that moves a
+million users to another tier sends 101 notifications, not a million). Any change to tiers,
+and emptying a table, notifies `*` (drop every key). Notifications go out when the
+transaction commits, never for one rolled back.
+
+The columns compared are named, so that the nightly reset of a million users' counters
+compares a few values per row and calls nothing; `users/tests/test_key_cache.py` fails when a
+model gains a column the triggers do not name.
 """
 
 from django.db import migrations
 
 FORWARD = """
 CREATE FUNCTION users_key_cache_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    notified integer := coalesce(nullif(current_setting('users.key_cache_notified', true), ''), '0')::integer;
 BEGIN
-    IF TG_LEVEL = 'STATEMENT' THEN
+    IF TG_LEVEL = 'STATEMENT' OR notified = 100 THEN
+        -- a tier, a whole table, or the 101st row of one transaction: every key
         PERFORM pg_notify('users_key_cache', '*');
-    ELSIF TG_TABLE_NAME = 'users_apikey' THEN
+    ELSIF notified < 100 AND TG_TABLE_NAME = 'users_apikey' THEN
         PERFORM pg_notify('users_key_cache', OLD.user_id::text);
-    ELSE
+    ELSIF notified < 100 THEN
         PERFORM pg_notify('users_key_cache', OLD.id::text);
+    END IF;
+    IF TG_LEVEL = 'ROW' AND notified <= 100 THEN
+        PERFORM set_config('users.key_cache_notified', (notified + 1)::text, true);  -- this transaction's
     END IF;
     RETURN NULL;
 END

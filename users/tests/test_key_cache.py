@@ -230,3 +230,23 @@ def test_the_triggers_compare_every_column_but_those_every_request_writes(model,
         assert f"old.{column}" in definition.lower() and f"new.{column}" in definition.lower(), column
     for column in unwatched:
         assert f"old.{column}" not in definition.lower(), column
+
+
+def test_a_statement_that_changes_many_users_drops_every_key_with_a_bounded_number_of_notifications(
+    make_user, monkeypatch
+):
+    user = make_user()
+    _listening()
+    _client(user).get("/api/v1/me/")
+    User.objects.bulk_create([User(username=f"bulk-{n}-{user.pk}") for n in range(150)])
+    assert key_cache_sync()
+    received = []
+    apply = key_cache._apply
+    monkeypatch.setattr(key_cache, "_apply", lambda payload: (received.append(payload), apply(payload)))
+
+    User.objects.update(first_name="everyone")
+    assert key_cache_sync()
+
+    assert kept_keys() == 0
+    changes = [payload for payload in received if not payload.startswith("sync:")]
+    assert "*" in changes and len(changes) == 101
