@@ -19,7 +19,13 @@ urlpatterns = [
     path("number/<int:pk>/", _view, name="number"),
     path("slug/<slug:slug>/", _view, name="slug"),
     re_path(r"^lower/(?P<code>[a-z0-9]+)/$", _view, name="lower"),
+    # One name, two patterns: reverse() picks by the argument.
+    path("by-number/<int:pk>/", _view, name="either"),
+    path("by-text/<str:text>/", _view, name="either"),
 ]
+
+# Another URLconf, for the test that switches ROOT_URLCONF.
+other_urlpatterns = [re_path(r"^elsewhere/(?P<pk>[^/.]+)/$", _view, name="router")]
 
 ARGUMENTS = [1, 42, 10**12, uuid.uuid4(), "abc-DEF-123"]
 
@@ -48,7 +54,7 @@ def test_the_api_urls_are_what_reverse_gives(name, argument):
 
 
 @pytest.mark.urls(__name__)
-@pytest.mark.parametrize("name", ["router", "number", "slug", "lower"])
+@pytest.mark.parametrize("name", ["router", "number", "slug", "lower", "either"])
 @pytest.mark.parametrize("argument", ARGUMENTS)
 def test_every_kind_of_pattern_gives_what_reverse_gives_or_refuses_the_same(name, argument):
     _same_as_reverse(name, argument)
@@ -66,3 +72,16 @@ def test_the_script_prefix_is_the_one_of_the_moment(script_prefix):
     script_prefix("/mounted/here/")
     assert url_reverse("api:task-detail", argument) == f"/mounted/here/api/v1/tasks/{argument}/"
     assert url_reverse("api:task-detail", argument) == reverse("api:task-detail", args=[argument])
+
+
+def test_a_changed_root_urlconf_is_followed(settings):
+    import sys
+    import types
+
+    other = types.ModuleType("tests_urls_other")
+    other.urlpatterns = other_urlpatterns
+    sys.modules["tests_urls_other"] = other
+    settings.ROOT_URLCONF = __name__
+    assert url_reverse("router", 7) == reverse("router", args=[7]) == "/router/7/"
+    settings.ROOT_URLCONF = "tests_urls_other"
+    assert url_reverse("router", 7) == reverse("router", args=[7]) == "/elsewhere/7/"

@@ -1,6 +1,9 @@
 """API keys kept by the web process (users/key_cache.py): no query for a kept key, and every
 change to a key, its user or a tier drops it, whoever makes it, as PostgreSQL notifies it."""
 
+import contextlib
+import os
+import signal
 import threading
 
 import pytest
@@ -250,3 +253,71 @@ def test_a_statement_that_changes_many_users_drops_every_key_with_a_bounded_numb
     assert kept_keys() == 0
     changes = [payload for payload in received if not payload.startswith("sync:")]
     assert "*" in changes and len(changes) == 101
+
+
+def _listener_backends() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [key_cache.LISTENER_NAME])
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+@pytest.fixture
+def stopped_listener():
+    """Stops the listener's server process (SIGSTOP) as a hung server or a lost network would."""
+    stopped = []
+
+    def stop() -> None:
+        (pid,) = _listener_backends()
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+
+    yield stop
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):  # gone already: the test let it go on
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_listener_that_hears_nothing_stops_the_cache_being_served(make_user, monkeypatch, stopped_listener):
+    monkeypatch.setattr(key_cache, "SILENCE_SECONDS", 2.0)
+    monkeypatch.setattr(key_cache, "PING_SECONDS", 0.5)
+    user = make_user()
+    _listening()
+    client = _client(user)
+    assert client.get("/api/v1/me/").status_code == 200 and _kept(user)
+
+    stopped_listener()
+    ApiKey.objects.filter(user=user).update(revoked_at=timezone.now())  # notified, but nobody hears it
+    wait_until(lambda: not is_listening(), timeout=10, what="the cache to stop trusting its listener")
+
+    assert client.get("/api/v1/me/").status_code == 401  # looked up, though still kept
+
+
+def test_a_key_read_with_autocommit_off_is_not_kept(make_user):
+    user = make_user()
+    _listening()
+    ApiKey.objects.filter(user=user).update(revoked_at=timezone.now())
+    key_hash = api_key_hash(user.api_key)
+
+    transaction.set_autocommit(False)
+    try:
+        ApiKey.objects.filter(user=user).update(revoked_at=None)  # not committed
+        assert api_key_get(key_hash) is not None
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+
+    assert not _kept(user) and api_key_get(key_hash) is None
+
+
+def test_a_stop_that_times_out_starts_no_second_listener(make_user, stopped_listener):
+    _listening()
+    stopped_listener()
+
+    assert key_cache.key_cache_stop(timeout=1) is False
+    api_key_get("no such key")
+    assert len([t for t in threading.enumerate() if t.name == key_cache.LISTENER_NAME]) == 1
+
+    os.kill(_listener_backends()[0], signal.SIGCONT)  # it wakes, hears "stop", and goes
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == key_cache.LISTENER_NAME], timeout=15)
+    _listening()  # the next lookup starts a new one
+    assert len(_listener_backends()) == 1
