@@ -69,8 +69,8 @@ def _converters() -> dict[type[Model], list[tuple[int, Any, list]]]:
     db = connections[DEFAULT_DB_ALIAS]
     plans = {}
     for model in _MODELS:
-        fields = model._meta.concrete_fields
-        plans[model] = [(i, f, f.get_db_converters(db)) for i, f in enumerate(fields) if f.get_db_converters(db)]
+        converting = ((i, f, f.get_db_converters(db)) for i, f in enumerate(model._meta.concrete_fields))
+        plans[model] = [(i, f, converters) for i, f, converters in converting if converters]
     return plans
 
 

@@ -97,7 +97,7 @@ def api_key_get(key_hash: str) -> ApiKey | None:
         return api_key_lookup(key_hash)
     _listener_ensure()
     now = time.monotonic()
-    trusted = _listening and now - _heard_at < SILENCE_SECONDS
+    trusted = is_listening()
     kept = _keys.get(key_hash)
     if kept is not None and trusted and now - kept.kept_at < KEPT_SECONDS:
         return _key_copy(kept.api_key)
@@ -325,7 +325,7 @@ def _listen_forever(stop: threading.Event) -> None:
 
 
 def _listen(listener: psycopg.Connection[Any], stop: threading.Event) -> None:
-    """Apply notifications as they come, and ping through the channel when none came for a while
+    """Apply notifications as they come, and ping through the channel every PING_SECONDS
     (a ping that does not come back leaves the cache unused, see `is_listening`)."""
     ping = f"ping:{os.getpid()}"
     while not stop.is_set():
