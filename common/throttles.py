@@ -1,9 +1,9 @@
 """Request-rate limits kept in the shared cache (Redis), so every web process counts together.
 
 Each limit is a counter per user (or address) whose window opens with its first request and
-lasts the rate's period: one Redis round trip per request (SET NX EX, INCR, TTL pipelined),
-where DRF's own throttles read and rewrite a list of timestamps (two round trips, and a list
-as long as the rate). Like every fixed window, it lets up to twice the rate through across
+lasts the rate's period: one Redis command per request (a script: INCR, and EXPIRE when the
+window opens), where DRF's own throttles read and rewrite a list of timestamps (two round
+trips, and a list as long as the rate). Like every fixed window, it lets up to twice the rate through across
 the edge of two windows; the daily limits are what bound real use.
 
 If the cache is unreachable the limits let requests through: accepting work while Redis is
@@ -31,7 +31,20 @@ class _FailOpen:
             return True
 
 
+# Counts a request in the window KEYS[1]; a counter with no expiry (the window's first request,
+# or one left without) gets ARGV[1] seconds. Returns the count and the seconds left.
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
 _client: Redis | None = None
+_count: Any = None
 
 
 def _redis() -> Redis:
@@ -40,6 +53,15 @@ def _redis() -> Redis:
     if _client is None:
         _client = Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=5)
     return _client
+
+
+def _count_request(key: str, seconds: int) -> tuple[int, int]:
+    """Count one request in the window `key` of `seconds`: (requests in it so far, seconds left)."""
+    global _count
+    if _count is None:
+        _count = _redis().register_script(_COUNT)  # EVALSHA, loaded again if Redis forgot it
+    count, ttl = _count(keys=[key], args=[seconds])
+    return int(count), int(ttl)
 
 
 class _WindowCounter:
@@ -56,12 +78,8 @@ class _WindowCounter:
         if key is None:
             return True
         key = cache.make_key(f"{key}:count")  # not the list DRF's own throttles kept under `key`
-        pipe = _redis().pipeline(transaction=False)
-        pipe.set(key, 0, ex=self.duration, nx=True)
-        pipe.incr(key)
-        pipe.ttl(key)
-        _, count, ttl = pipe.execute()
-        self.seconds_left = ttl if ttl and ttl > 0 else self.duration
+        count, ttl = _count_request(key, self.duration)
+        self.seconds_left = ttl if ttl > 0 else self.duration
         return count <= self.num_requests
 
     def wait(self) -> float:

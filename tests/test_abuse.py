@@ -2,6 +2,8 @@
 
 import uuid
 
+from django.core.cache import cache
+from redis import Redis
 from rest_framework.test import APIClient
 
 from jobs.models import TaskRecord
@@ -30,6 +32,21 @@ def test_a_users_request_rate_is_limited_with_retry_after(db, settings, make_use
     response = client.get("/api/v1/me/")
     assert response.status_code == 429 and int(response["Retry-After"]) > 0
     assert "throttled" in response.json()["detail"].lower()
+
+
+def test_a_rate_window_left_without_an_expiry_gets_one_and_still_counts(db, settings, make_user, client_for):
+    """A counter with no expiry (left by a crash between commands, or by hand) would limit forever."""
+    settings.API_USER_THROTTLE_RATE = "3/min"
+    user = make_user()
+    key = cache.make_key(f"throttle_user_{user.pk}:count")
+    redis = Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    redis.set(key, 2)  # two requests counted, no expiry
+
+    codes = [client_for(user).get("/api/v1/me/").status_code for _ in range(2)]
+
+    assert codes == [200, 429]
+    assert 0 < redis.ttl(key) <= 60
+    redis.delete(key)
 
 
 def test_page_sizes_are_capped(db, make_user, client_for):
