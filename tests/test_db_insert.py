@@ -42,3 +42,22 @@ def test_a_record_with_its_own_uuid_key_keeps_it(db):
 
     stored = TaskRecord.objects.get(pk=key)
     assert (stored.args, stored.kwargs, stored.state, stored.sends) == ([1, "a"], {"k": None}, "WAITING", 0)
+
+
+def test_only_djangos_own_fields_with_a_constant_default_are_prepared_once():
+    from django.db import models
+
+    from common.db import _constant_default
+
+    class Custom(models.CharField):
+        pass
+
+    plain = models.CharField(max_length=5, default="")
+    plain.set_attributes_from_name("plain")
+    assert _constant_default(plain) == ("", "")
+    stamped = models.DateTimeField(auto_now_add=True)
+    assert _constant_default(stamped) is None  # pre_save writes the time
+    assert _constant_default(models.JSONField(default=dict)) is None  # a new dict each time
+    assert _constant_default(Custom(max_length=5, default="")) is None  # another package's preparing
+    nullable = models.DateTimeField(null=True)
+    assert _constant_default(nullable) == (None, None)
