@@ -4,11 +4,7 @@ Kept apart from `jobs.services` so that `jobs.fairshare` sends the records it re
 """
 
 import logging
-import os
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -99,52 +95,6 @@ def push_notes_sends() -> bool:
     return issubclass(_transport_class(), Transport)
 
 
-class _KeptProducer:
-    """A producer taken once from Celery's pool and kept, lent to one send at a time.
-
-    For each send Celery takes a producer from its pool and puts it back after, and the pool
-    binds it to its connection's channel again each time: about 40 µs of CPU per accepted
-    request. The kept one stays bound. A send that finds it lent to another gets none, and
-    Celery takes one from its pool as usual, so sends never wait for each other. A send that
-    fails puts the kept producer back in the pool (which binds it anew when it is next taken),
-    and the next send keeps another. A forked child keeps none of its parent's.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._producer: Any = None
-        self._pool: Any = None
-
-    @contextmanager
-    def lend(self) -> Iterator[Any]:
-        """The kept producer, or None (take one from Celery's pool) while another send has it."""
-        if not self._lock.acquire(blocking=False):
-            yield None
-            return
-        try:
-            pool = current_app.producer_pool
-            if self._producer is None or self._pool is not pool:  # a new pool: Celery's was reset
-                self._producer = pool.acquire(block=True, timeout=current_app.conf.broker_pool_acquire_timeout)
-                self._pool = pool
-            try:
-                yield self._producer
-            except BaseException:
-                producer, self._producer = self._producer, None
-                producer.release()
-                raise
-        finally:
-            self._lock.release()
-
-    def forget(self) -> None:
-        """Drop the producer without putting it back (in a forked child, the pool is the parent's)."""
-        self._lock = threading.Lock()
-        self._producer = self._pool = None
-
-
-_kept_producer = _KeptProducer()
-os.register_at_fork(after_in_child=_kept_producer.forget)
-
-
 def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
     """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
@@ -160,21 +110,19 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
     if noted_by_push:
         headers[SENT_NOTE_HEADER] = sent_note_ttl()
     try:
-        with _kept_producer.lend() as producer:
-            current_app.send_task(
-                record.name,
-                args=record.args,
-                kwargs=record.kwargs,
-                task_id=str(record.id),
-                queue=record.queue,
-                headers=headers,
-                retry=True,
-                retry_policy=SEND_RETRY_POLICY,
-                declare=publish_declares(),
-                argsrepr=_printable(record.args),
-                kwargsrepr=_printable(record.kwargs),
-                producer=producer,
-            )
+        current_app.send_task(
+            record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            task_id=str(record.id),
+            queue=record.queue,
+            headers=headers,
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+            declare=publish_declares(),
+            argsrepr=_printable(record.args),
+            kwargsrepr=_printable(record.kwargs),
+        )
     except Exception as exc:  # kombu raises many kinds (OperationalError, OSError, ...)
         logger.warning("task %s not sent, the sweeper will retry: %s", record.id, exc)
         TaskRecord.objects.filter(pk=record.id, state__in=TaskRecord.UNSENT_STATES).update(

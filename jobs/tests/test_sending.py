@@ -1,10 +1,6 @@
-"""What a record's send puts on the broker: Celery's message, without a declaration on Redis;
-and the producer sends keep between them."""
+"""What a record's send puts on the broker: Celery's message, without a declaration on Redis."""
 
 import json
-import os
-import threading
-import time
 import uuid
 
 import pytest
@@ -12,7 +8,6 @@ from celery.utils.saferepr import saferepr
 from django.db import transaction
 from kombu import Producer
 
-from jobs import sending
 from jobs.models import TaskRecord
 from jobs.services import task_dispatch
 
@@ -58,34 +53,10 @@ def _queued_ids(broker) -> list[str]:
     return [json.loads(message)["headers"]["id"] for message in broker.lrange(QUEUE, 0, -1)]
 
 
-def test_a_send_that_finds_the_kept_producer_lent_takes_one_from_the_pool_without_waiting(transactional_db, broker):
-    lent, done = threading.Event(), threading.Event()
-
-    def hold_the_kept_producer() -> None:
-        with sending._kept_producer.lend() as producer:
-            assert producer is not None
-            lent.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold_the_kept_producer)
-    holder.start()
-    assert lent.wait(10)
-    try:
-        started = time.monotonic()
-        record = _dispatch(1)
-        elapsed = time.monotonic() - started
-    finally:
-        done.set()
-        holder.join()
-
-    assert elapsed < 2, "a send must not wait for another"
-    assert _queued_ids(broker) == [str(record.pk)]
-    assert TaskRecord.objects.get(pk=record.pk).sends == 1
-
-
-def test_after_a_failed_send_with_the_kept_producer_the_next_send_arrives(transactional_db, broker, monkeypatch):
-    _dispatch(1)  # the process keeps a producer
-    assert sending._kept_producer._producer is not None
+def test_a_failed_publish_leaves_the_record_to_the_sweeper_and_the_next_send_arrives(
+    transactional_db, broker, monkeypatch
+):
+    _dispatch(1)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise ConnectionError("the broker went away")
@@ -98,19 +69,3 @@ def test_after_a_failed_send_with_the_kept_producer_the_next_send_arrives(transa
     assert TaskRecord.objects.get(pk=failed.pk).state == TaskRecord.State.WAITING  # left to the sweeper
     queued = _queued_ids(broker)
     assert str(sent.pk) in queued and str(failed.pk) not in queued
-
-
-def test_a_forked_child_keeps_none_of_its_parents_producers(transactional_db, broker):
-    _dispatch(1)
-    assert sending._kept_producer._producer is not None
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave at once, without pytest's teardown
-        try:
-            os.write(write, b"none" if sending._kept_producer._producer is None else b"kept")
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    assert os.read(read, 4) == b"none"
-    os.close(read)
