@@ -3,8 +3,9 @@
 For the inserts every accepted request makes (the request and its task record, in one
 statement): the ORM compiles its INSERT anew each time (about 0.2 ms of CPU per row), where
 this builds the same column list and values from the model's fields. No `pre_save`/`post_save`
-signals are sent; use it only for models without receivers. `tests/test_db_insert.py` checks
-that the rows equal what `save()` writes.
+signals are sent; use it only for models without receivers, `db_default` or generated fields
+(neither is handled here). `tests/test_db_insert.py` checks that the rows equal what `save()`
+writes.
 """
 
 from functools import lru_cache

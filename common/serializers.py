@@ -15,6 +15,8 @@ class FieldsFromDeclarationsSerializer(serializers.Serializer):
     a small body (the accepted POST's three fields, about 20 µs). A field whose arguments are
     all immutable (strings, numbers, None: nothing to copy) is built again from the same
     arguments here, which is what the deep copy comes to; any other is deep-copied as DRF does.
+    Which fields are built again is decided when the class is made. For plain Serializers only:
+    a ModelSerializer's fields come from its model, which this `get_fields` leaves out.
     """
 
     _rebuilt: frozenset[str] = frozenset()  # the declared fields built again from their arguments

@@ -79,7 +79,7 @@ class _WindowCounter:
             return True
         key = cache.make_key(f"{key}:count")  # not the list DRF's own throttles kept under `key`
         count, ttl = _count_request(key, self.duration)
-        self.seconds_left = ttl if ttl > 0 else self.duration
+        self.seconds_left = ttl if ttl >= 0 else self.duration  # 0 in a window's last half second: wait 1 s
         return count <= self.num_requests
 
     def wait(self) -> float:

@@ -49,6 +49,22 @@ def test_a_rate_window_left_without_an_expiry_gets_one_and_still_counts(db, sett
     redis.delete(key)
 
 
+def test_in_a_windows_last_half_second_retry_after_is_one_second_not_the_whole_period(
+    db, settings, make_user, client_for
+):
+    settings.API_USER_THROTTLE_RATE = "3/min"
+    user = make_user()
+    key = cache.make_key(f"throttle_user_{user.pk}:count")
+    redis = Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    redis.set(key, 3, px=400)  # the limit reached; Redis's TTL says 0 seconds left
+
+    response = client_for(user).get("/api/v1/me/")
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == "1"
+    redis.delete(key)
+
+
 def test_page_sizes_are_capped(db, make_user, client_for):
     user = make_user()
     TaskRecord.objects.bulk_create([TaskRecord(name="x", queue="q", owner=user) for _ in range(105)])
