@@ -3,8 +3,8 @@
 Each limit is a counter per user (or address) whose window opens with its first request and
 lasts the rate's period: one Redis command per request (a script: INCR, and EXPIRE when the
 window opens), where DRF's own throttles read and rewrite a list of timestamps (two round
-trips, and a list as long as the rate). Like every fixed window, it lets up to twice the rate through across
-the edge of two windows; the daily limits are what bound real use.
+trips, and a list as long as the rate). Like every fixed window, it lets up to twice the rate
+through across the edge of two windows; the daily limits are what bound real use.
 
 If the cache is unreachable the limits let requests through: accepting work while Redis is
 down is a promise (the dispatch path records it for later), and a rate limit must not break it.

@@ -201,10 +201,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 # Celery's task-sent event costs the accepting request a Redis round trip and some CPU; the task
 # records already say QUEUED. On, Flower also lists tasks that no worker has received yet.
 CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
-# Celery reads these two on every send, at their defaults here. A setting Django has is found at
-# once; one it lacks is looked for under its old and new names in every source, about 15 µs of
-# CPU each, on every accepted request.
-CELERY_TASK_ALWAYS_EAGER = False
+# Celery reads this on every send, at its default here. A setting Django has is found at once;
+# one it lacks is looked for under its old and new names in every source, about 15 µs of CPU
+# each, on every accepted request.
 CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = None
 # django-celery-beat's database scheduler behind a Redis lock: a second beat never sends twice.
 CELERY_BEAT_SCHEDULER = "jobs.beat:LockedDatabaseScheduler"
