@@ -95,6 +95,45 @@ def push_notes_sends() -> bool:
     return issubclass(_transport_class(), Transport)
 
 
+def _publish(record: TaskRecord, headers: dict[str, Any]) -> None:
+    """Put `record`'s message on its queue: the message `send_task` writes, published as it publishes.
+
+    `send_task` is Celery's message (`app.amqp.create_task_message`) published by
+    `app.amqp.send_task_message` on a producer from the app's pool; this makes the same two calls
+    with the same arguments. What `send_task` does besides is for callers a record does not have
+    (about a third of a send's CPU, mostly settings looked up on every call): it routes by
+    `task_routes` (a record's queue is its route: `jobs.queues` chose it), merges the registered
+    task's options (the worker applies its time limits itself), names the sending thread for
+    replies (results go to the database here, so the process is named), makes the sent task a
+    child of a task running in this thread (a record is sent on its own, whichever task releases
+    it) and returns an `AsyncResult`. `jobs/tests/test_sending.py` compares both messages.
+    """
+    app = current_app
+    amqp = app.amqp
+    message = amqp.create_task_message(
+        str(record.id),
+        record.name,
+        record.args,
+        record.kwargs,
+        reply_to=app.oid,
+        create_sent_event=app.conf.task_send_sent_event,
+        ignore_result=None,  # as send_task writes it for a task without that option
+        argsrepr=_printable(record.args),
+        kwargsrepr=_printable(record.kwargs),
+    )
+    with app.producer_or_acquire() as producer:
+        amqp.send_task_message(
+            producer,
+            record.name,
+            message,
+            queue=record.queue,
+            headers=headers,
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+            declare=publish_declares(),
+        )
+
+
 def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> bool:
     """Send `record`'s message (its id, name, arguments and queue are enough; it need not be
     loaded from the database); False, with the record back to WAITING for the sweeper, on failure.
@@ -110,19 +149,7 @@ def task_message_send(record: TaskRecord, *, note_in_redis: bool = False) -> boo
     if noted_by_push:
         headers[SENT_NOTE_HEADER] = sent_note_ttl()
     try:
-        current_app.send_task(
-            record.name,
-            args=record.args,
-            kwargs=record.kwargs,
-            task_id=str(record.id),
-            queue=record.queue,
-            headers=headers,
-            retry=True,
-            retry_policy=SEND_RETRY_POLICY,
-            declare=publish_declares(),
-            argsrepr=_printable(record.args),
-            kwargsrepr=_printable(record.kwargs),
-        )
+        _publish(record, headers)
     except Exception as exc:  # kombu raises many kinds (OperationalError, OSError, ...)
         logger.warning("task %s not sent, the sweeper will retry: %s", record.id, exc)
         TaskRecord.objects.filter(pk=record.id, state__in=TaskRecord.UNSENT_STATES).update(

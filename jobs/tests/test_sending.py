@@ -4,11 +4,13 @@ import json
 import uuid
 
 import pytest
+from celery import current_app
 from celery.utils.saferepr import saferepr
 from django.db import transaction
 from kombu import Producer
 
 from jobs.models import TaskRecord
+from jobs.sending import SEND_RETRY_POLICY, TASK_REQUEST_ID_HEADER, _printable
 from jobs.services import task_dispatch
 
 QUEUE = "test.unconsumed.sending"  # no worker listens here
@@ -42,6 +44,48 @@ def test_a_send_puts_celerys_message_with_its_printable_arguments_and_declares_n
         assert not broker.exists(f"_kombu.binding.{queue}")
     finally:
         broker.delete(queue, f"_kombu.binding.{queue}")
+
+
+@pytest.mark.parametrize("args, kwargs", [([42], {}), ([42, "it's", None], {"language": "fa", "attempt": 2})])
+def test_a_records_message_is_the_one_celerys_send_task_writes(transactional_db, broker, args, kwargs):
+    """jobs.sending publishes with Celery's own two calls, not through `send_task`: a worker and
+    Flower must read the same message all the same (a Celery upgrade that changes it fails here)."""
+    queue = f"{QUEUE}.{uuid.uuid4().hex}"
+    try:
+        with transaction.atomic():
+            record = task_dispatch(name="jobs.sweep_task_records", queue=queue, args=args, kwargs=kwargs)
+        current_app.send_task(  # what jobs.sending called before
+            record.name,
+            args=args,
+            kwargs=kwargs,
+            task_id=str(record.pk),
+            queue=queue,
+            headers={TASK_REQUEST_ID_HEADER: record.request_id},
+            retry=True,
+            retry_policy=SEND_RETRY_POLICY,
+            declare=(),
+            argsrepr=_printable(args),
+            kwargsrepr=_printable(kwargs),
+        )
+
+        ours, celerys = (json.loads(raw) for raw in broker.lrange(queue, 0, -1)[::-1])  # oldest first
+        assert ours["body"] == celerys["body"]
+        assert ours["headers"] == celerys["headers"]
+        assert ours["headers"]["task"] == "jobs.sweep_task_records" and ours["headers"]["id"] == str(record.pk)
+        # Each message has a tag of its own; replies go to the process here, to the thread there;
+        # send_task also copies the options it does not take itself (argsrepr, kwargsrepr) into the
+        # properties, where nothing reads them (the worker reads them from the headers, compared above).
+        differ = {"delivery_tag", "reply_to", "argsrepr", "kwargsrepr"}
+        assert {"delivery_tag", "reply_to"} <= ours["properties"].keys()
+        assert {k: v for k, v in ours["properties"].items() if k not in differ} == {
+            k: v for k, v in celerys["properties"].items() if k not in differ
+        }
+        assert ours["properties"]["reply_to"] == current_app.oid
+        assert {k: v for k, v in ours.items() if k not in ("body", "headers", "properties")} == {
+            k: v for k, v in celerys.items() if k not in ("body", "headers", "properties")
+        }
+    finally:
+        broker.delete(queue)
 
 
 def _dispatch(*args: object) -> TaskRecord:

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from common.fields import StrictCharField
-from common.serializers import FieldsFromDeclarationsSerializer
+from common.serializers import SharedFieldsSerializer
 from common.urls import url_reverse
 from prompts.models import PromptRequest, PromptResponse
 from prompts.selectors import prompt_request_list
@@ -22,7 +22,7 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-class PromptCreateSerializer(FieldsFromDeclarationsSerializer):
+class PromptCreateSerializer(SharedFieldsSerializer):
     prompt_text = StrictCharField(help_text="What to ask the model.")
     model = StrictCharField(required=False, help_text="A model your tier allows; the default model if omitted.")
     conversation = serializers.IntegerField(
