@@ -12,6 +12,7 @@ from kombu import Producer
 from jobs.models import TaskRecord
 from jobs.sending import SEND_RETRY_POLICY, TASK_REQUEST_ID_HEADER, _printable
 from jobs.services import task_dispatch
+from jobs.tasks import sweep_task_records
 
 QUEUE = "test.unconsumed.sending"  # no worker listens here
 
@@ -47,10 +48,11 @@ def test_a_send_puts_celerys_message_with_its_printable_arguments_and_declares_n
 
 
 @pytest.mark.parametrize("args, kwargs", [([42], {}), ([42, "it's", None], {"language": "fa", "attempt": 2})])
-def test_a_records_message_is_the_one_celerys_send_task_writes(transactional_db, broker, args, kwargs):
+def test_a_records_message_is_the_one_celerys_send_task_writes(transactional_db, broker, settings, args, kwargs):
     """jobs.sending publishes with Celery's own two calls, not through `send_task`: a worker and
     Flower must read the same message all the same (a Celery upgrade that changes it fails here)."""
     queue = f"{QUEUE}.{uuid.uuid4().hex}"
+    assert sweep_task_records.name in current_app.tasks  # registered here, as in a worker
     try:
         with transaction.atomic():
             record = task_dispatch(name="jobs.sweep_task_records", queue=queue, args=args, kwargs=kwargs)
@@ -70,6 +72,12 @@ def test_a_records_message_is_the_one_celerys_send_task_writes(transactional_db,
 
         ours, celerys = (json.loads(raw) for raw in broker.lrange(queue, 0, -1)[::-1])  # oldest first
         assert ours["body"] == celerys["body"]
+        # send_task writes a registered task's time limits (here Celery's settings) into the
+        # message, a record none: the worker applies the task's own either way
+        # (celery/worker/request.py: `time_limit or task.time_limit`).
+        assert ours["headers"].pop("timelimit") == [None, None]
+        limits = [settings.CELERY_TASK_TIME_LIMIT, settings.CELERY_TASK_SOFT_TIME_LIMIT]
+        assert celerys["headers"].pop("timelimit") == limits
         assert ours["headers"] == celerys["headers"]
         assert ours["headers"]["task"] == "jobs.sweep_task_records" and ours["headers"]["id"] == str(record.pk)
         # Each message has a tag of its own; replies go to the process here, to the thread there;
