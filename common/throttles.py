@@ -1,10 +1,18 @@
 """Request-rate limits kept in the shared cache (Redis), so every web process counts together.
 
 Each limit is a counter per user (or address) whose window opens with its first request and
-lasts the rate's period: one Redis command per request (a script: INCR, and EXPIRE when the
-window opens), where DRF's own throttles read and rewrite a list of timestamps (two round
-trips, and a list as long as the rate). Like every fixed window, it lets up to twice the rate
-through across the edge of two windows; the daily limits are what bound real use.
+lasts the rate's period. Like every fixed window, it lets up to twice the rate through across
+the edge of two windows; the daily limits are what bound real use.
+
+A process takes a user's requests from the counter a few at a time (a lease): one Redis script
+counts up to `API_THROTTLE_LEASE_MAX` requests at once when far more than that are left in the
+window (at most an eighth of what is left, so one at a time in the window's last 16), and the
+process admits that many of the user's requests without asking again, until the window ends.
+So a busy user costs one round trip every few requests, and a user in the window's last 16
+one a request, exactly as without leases. Nothing is ever admitted past the limit; what a
+process leased and did not use before the window ended is lost to that window (at most an
+eighth of what was left when it was leased, and 15 requests). `API_THROTTLE_LEASE_MAX=1`
+counts every request in Redis.
 
 If the cache is unreachable the limits let requests through: accepting work while Redis is
 down is a promise (the dispatch path records it for later), and a rate limit must not break it.
@@ -12,10 +20,12 @@ down is a promise (the dispatch path records it for later), and a rate limit mus
 
 import logging
 import math
+import threading
+import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from redis import Redis
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
@@ -31,16 +41,20 @@ class _FailOpen:
             return True
 
 
-# Counts a request in the window KEYS[1]; a counter with no expiry (the window's first request,
-# or one left without) gets ARGV[1] seconds. Returns the count and the seconds left.
-_COUNT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then
+# Counts requests in the window KEYS[1] (ARGV[1] seconds, ARGV[2] allowed): as many as ARGV[3],
+# at most an eighth of those left, at least one; a counter with no expiry (the window's first
+# request, or one left without) gets the window's. Returns the count, the window's milliseconds
+# left and how many were counted.
+_TAKE = """
+local left = tonumber(ARGV[2]) - tonumber(redis.call('GET', KEYS[1]) or '0')
+local taken = math.max(1, math.min(tonumber(ARGV[3]), math.floor(left / 8)))
+local count = redis.call('INCRBY', KEYS[1], taken)
+local ms = redis.call('PTTL', KEYS[1])
+if ms < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
+    ms = tonumber(ARGV[1]) * 1000
 end
-return {count, ttl}
+return {count, ms, taken}
 """
 
 _client: Redis | None = None
@@ -55,17 +69,66 @@ def _redis() -> Redis:
     return _client
 
 
-def _count_request(key: str, seconds: int) -> tuple[int, int]:
-    """Count one request in the window `key` of `seconds`: (requests in it so far, seconds left)."""
+def _take(key: str, seconds: int, allowed: int, most: int) -> tuple[int, int, int]:
+    """Count up to `most` requests in the window `key` (`_TAKE`): (count, milliseconds left, counted)."""
     global _count
     if _count is None:
-        _count = _redis().register_script(_COUNT)  # EVALSHA, loaded again if Redis forgot it
-    count, ttl = _count(keys=[key], args=[seconds])
-    return int(count), int(ttl)
+        _count = _redis().register_script(_TAKE)  # EVALSHA, loaded again if Redis forgot it
+    count, ms, taken = _count(keys=[key], args=[seconds, allowed, most])
+    return int(count), int(ms), int(taken)
+
+
+# What this process leased and has not used yet: (window key, allowed, seconds) -> [requests
+# left, monotonic time the window ends]. Old windows are dropped when the table grows.
+_leases: dict[tuple[str, int, int], list] = {}
+_leases_lock = threading.Lock()
+_LEASES_KEPT = 10_000
+_MARGIN = 0.05  # seconds: a lease ends this much before Redis's window, never after
+
+
+def _lease_use(lease_key: tuple[str, int, int]) -> bool:
+    """Admit one request from this process's lease for the window, if it holds one."""
+    with _leases_lock:
+        lease = _leases.get(lease_key)
+        if lease is None or lease[0] <= 0 or lease[1] <= time.monotonic():
+            return False
+        lease[0] -= 1
+        return True
+
+
+def _lease_keep(lease_key: tuple[str, int, int], requests: int, ends_at: float) -> None:
+    with _leases_lock:
+        lease = _leases.get(lease_key)
+        if lease is not None and lease[1] > time.monotonic():
+            lease[0] += requests  # the same window, leased by two requests at once
+            lease[1] = min(lease[1], ends_at)
+            return
+        if len(_leases) >= _LEASES_KEPT:
+            now = time.monotonic()
+            for old in [k for k, (_, end) in _leases.items() if end <= now]:
+                del _leases[old]
+        _leases[lease_key] = [requests, ends_at]
+
+
+def leases_clear() -> None:
+    """Forget this process's leases (tests, after changing what a window allows)."""
+    with _leases_lock:
+        _leases.clear()
+
+
+_cache_key = None
+
+
+def _window_key(key: str) -> str:
+    """The counter's key in the cache, as the cache names keys (its prefix and version)."""
+    global _cache_key
+    if _cache_key is None:  # the process's own cache object: `cache` is made again for each request
+        _cache_key = caches.create_connection(DEFAULT_CACHE_ALIAS).make_key
+    return _cache_key(f"{key}:count")  # not the list DRF's own throttles kept under `key`
 
 
 class _WindowCounter:
-    """Counts requests in a window that opens with the first one (one Redis round trip)."""
+    """Counts requests in a window that opens with the first one (see the module's docstring)."""
 
     rate: str | None
     num_requests: int
@@ -77,10 +140,19 @@ class _WindowCounter:
         key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
         if key is None:
             return True
-        key = cache.make_key(f"{key}:count")  # not the list DRF's own throttles kept under `key`
-        count, ttl = _count_request(key, self.duration)
-        self.seconds_left = ttl if ttl >= 0 else self.duration  # 0 in a window's last half second: wait 1 s
-        return count <= self.num_requests
+        key = _window_key(key)
+        lease_key = (key, self.num_requests, self.duration)
+        if _lease_use(lease_key):
+            return True
+        now = time.monotonic()
+        count, ms, taken = _take(key, self.duration, self.num_requests, max(1, settings.API_THROTTLE_LEASE_MAX))
+        admitted = min(taken, self.num_requests - (count - taken))  # of those counted, the ones within the limit
+        if admitted <= 0:
+            self.seconds_left = ms / 1000
+            return False
+        if admitted > 1:
+            _lease_keep(lease_key, admitted - 1, now + ms / 1000 - _MARGIN)
+        return True
 
     def wait(self) -> float:
         return max(1, math.ceil(self.seconds_left))

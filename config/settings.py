@@ -332,6 +332,9 @@ REST_FRAMEWORK = {
 # Rates kept in the shared cache (Redis), on top of the daily limits.
 API_USER_THROTTLE_RATE = env("API_USER_THROTTLE_RATE", default="3000/min")
 API_ANON_THROTTLE_RATE = env("API_ANON_THROTTLE_RATE", default="120/min")
+# A web process counts up to this many of a user's requests in Redis at once, while far more are
+# left in the window (common/throttles.py); 1 counts each request in Redis.
+API_THROTTLE_LEASE_MAX = env.int("API_THROTTLE_LEASE_MAX", default=16)
 # Failed API-key authentications allowed per client address per minute, then 429.
 AUTH_FAILURES_PER_MINUTE = env.int("AUTH_FAILURES_PER_MINUTE", default=30)
 # Each web process keeps the API keys it looked up, dropped when PostgreSQL notifies a change

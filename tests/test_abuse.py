@@ -1,12 +1,29 @@
 """Abuse: rate limits shared through Redis, failed authentications, page sizes."""
 
+import threading
+import time
 import uuid
 
+import pytest
 from django.core.cache import cache
+from django.db import connection
 from redis import Redis
 from rest_framework.test import APIClient
 
+from common.throttles import leases_clear
 from jobs.models import TaskRecord
+
+
+@pytest.fixture(autouse=True)
+def _no_leases_left():
+    """Each test starts without rate leases kept by this process for an earlier one."""
+    leases_clear()
+    yield
+    leases_clear()
+
+
+def _counter(settings, user) -> tuple[Redis, str]:
+    return Redis.from_url(settings.CACHES["default"]["LOCATION"]), cache.make_key(f"throttle_user_{user.pk}:count")
 
 
 def test_too_many_failed_keys_from_one_address_answer_429(db, settings, make_user):
@@ -62,6 +79,82 @@ def test_in_a_windows_last_half_second_retry_after_is_one_second_not_the_whole_p
 
     assert response.status_code == 429
     assert response["Retry-After"] == "1"
+    redis.delete(key)
+
+
+def test_a_process_takes_a_busy_users_requests_from_redis_a_few_at_a_time(db, settings, make_user, client_for):
+    settings.API_USER_THROTTLE_RATE = "1000/min"
+    user = make_user()
+    redis, key = _counter(settings, user)
+    client = client_for(user)
+
+    counted = []
+    for _ in range(33):
+        assert client.get("/api/v1/me/").status_code == 200
+        counted.append(int(redis.get(key)))
+
+    # 16 counted by the first request, used by it and the next 15; then 16 more, and so on.
+    assert counted == [16] * 16 + [32] * 16 + [48]
+    redis.delete(key)
+
+
+def test_with_leases_one_process_admits_exactly_the_limit_to_concurrent_requests(
+    transactional_db, settings, make_user, client_for
+):
+    settings.API_USER_THROTTLE_RATE = "150/min"
+    user = make_user()
+    redis, key = _counter(settings, user)
+    codes: list[int] = []
+    start = threading.Barrier(6)
+
+    def hammer() -> None:
+        client = client_for(user)
+        start.wait()
+        try:
+            for _ in range(40):
+                codes.append(client.get("/api/v1/me/").status_code)
+        finally:
+            connection.close()  # this thread's own
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert codes.count(200) == 150 and codes.count(429) == 90
+    redis.delete(key)
+
+
+def test_what_another_process_leased_is_never_admitted_twice_and_little_is_lost(db, settings, make_user, client_for):
+    """Another process's unused lease is lost to the window: at most an eighth of what was left."""
+    settings.API_USER_THROTTLE_RATE = "200/min"
+    user = make_user()
+    redis, key = _counter(settings, user)
+    client = client_for(user)
+
+    assert client.get("/api/v1/me/").status_code == 200  # leased 16 (200 left: an eighth is 25)
+    leases_clear()  # as if that lease were another process's, which never uses it
+    admitted = 1 + sum(client.get("/api/v1/me/").status_code == 200 for _ in range(250))
+
+    assert 200 - 15 <= admitted < 200
+    assert int(redis.get(key)) >= 200  # the refused were counted too, as without leases
+    redis.delete(key)
+
+
+def test_a_lease_ends_with_its_window(db, settings, make_user, client_for):
+    settings.API_USER_THROTTLE_RATE = "160/s"
+    user = make_user()
+    redis, key = _counter(settings, user)
+    client = client_for(user)
+
+    assert client.get("/api/v1/me/").status_code == 200
+    assert int(redis.get(key)) == 16  # 15 kept by this process for the rest of the second
+    time.sleep(1.2)
+    assert not redis.exists(key)  # the window ended
+    assert client.get("/api/v1/me/").status_code == 200
+
+    assert int(redis.get(key)) == 16  # counted in Redis again, in a new window: the old lease was not used
     redis.delete(key)
 
 
