@@ -27,11 +27,30 @@ class _SharedFields(BindingDict):
         super().__delitem__(key)
 
 
-def _needs_its_serializer(field: serializers.Field) -> bool:
-    """Whether validating with `field` reads its serializer beyond `partial` and `context`."""
-    if isinstance(field, serializers.BaseSerializer):  # nested: has data and errors of its own
-        return True
-    return getattr(field.default, "requires_context", False) or any(
+# The fields an instance may share: DRF's own value fields (and this project's, built on them),
+# whose validation and representation read nothing of their serializer but the root's
+# `partial` and `context`. Not a subclass from elsewhere, which may read its parent.
+_VALUE_FIELDS = (
+    serializers.BooleanField,
+    serializers.CharField,  # with EmailField, RegexField, SlugField, URLField, IPAddressField
+    serializers.ChoiceField,  # with MultipleChoiceField and FilePathField
+    serializers.DateField,
+    serializers.DateTimeField,
+    serializers.DecimalField,
+    serializers.DurationField,
+    serializers.FloatField,
+    serializers.IntegerField,
+    serializers.TimeField,
+    serializers.UUIDField,
+)
+_VALUE_FIELD_MODULES = ("rest_framework.fields", "common.fields")
+
+
+def _shareable(field: serializers.Field) -> bool:
+    """Whether instances of a serializer may validate with one bound copy of `field`."""
+    if not isinstance(field, _VALUE_FIELDS) or type(field).__module__ not in _VALUE_FIELD_MODULES:
+        return False
+    return not getattr(field.default, "requires_context", False) and not any(
         getattr(validator, "requires_context", False) for validator in field.validators
     )
 
@@ -41,14 +60,16 @@ class SharedFieldsSerializer(serializers.Serializer):
 
     DRF builds every declared field again for each instance (a deep copy of its declaration)
     and binds it to that instance. For the accepted POST's three fields that was a third of
-    validating its body, more on the new thread each request runs in. A field keeps nothing of
-    a validation; of its serializer it reads only the root's `partial` and `context` (and a
-    validator or default that `requires_context` reads more). So an instance that stands alone
-    (no parent, no context, not partial, no instance) uses the fields of a prototype of its
-    class, built and bound by DRF once; any other instance, and every instance of a class with
-    a nested serializer or a field that needs its serializer, builds fields of its own as DRF
-    does. The shared fields cannot be changed (TypeError): a serializer that changes its fields
-    per instance does not use this base. `tests/test_serializers.py` compares it with DRF's.
+    validating its body, more on the new thread each request runs in. A value field (text,
+    numbers, choices, dates: `_VALUE_FIELDS`) keeps nothing of a validation, and of its
+    serializer reads only the root's `partial` and `context`. So an instance that stands alone
+    (no parent, no context, not partial, no instance) of a class whose fields are all such
+    fields uses the fields of a prototype of its class, built and bound by DRF once. Any other
+    instance builds fields of its own as DRF does, and so does every instance of a class with
+    another kind of field (nested serializers, method fields, lists), a validator or default
+    that `requires_context`, or an `__init__` or `get_fields` of its own. The shared set cannot
+    be changed (TypeError), nor should its fields be: a serializer that changes its fields per
+    instance does so in its `__init__`. `tests/test_serializers.py` compares it with DRF's.
     """
 
     _shareable = True  # decided per class, when it is made
@@ -56,7 +77,11 @@ class SharedFieldsSerializer(serializers.Serializer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._shareable = not any(_needs_its_serializer(field) for field in cls._declared_fields.values())
+        cls._shareable = (
+            cls.__init__ is SharedFieldsSerializer.__init__  # an __init__ of its own may change its fields
+            and cls.get_fields is SharedFieldsSerializer.get_fields
+            and all(_shareable(field) for field in cls._declared_fields.values())
+        )
         cls._shared = None  # never a parent class's
 
     @property

@@ -5,14 +5,15 @@ lasts the rate's period. Like every fixed window, it lets up to twice the rate t
 the edge of two windows; the daily limits are what bound real use.
 
 A process takes a user's requests from the counter a few at a time (a lease): one Redis script
-counts up to `API_THROTTLE_LEASE_MAX` requests at once when far more than that are left in the
-window (at most an eighth of what is left, so one at a time in the window's last 16), and the
-process admits that many of the user's requests without asking again, until the window ends.
-So a busy user costs one round trip every few requests, and a user in the window's last 16
-one a request, exactly as without leases. Nothing is ever admitted past the limit; what a
-process leased and did not use before the window ended is lost to that window (at most an
-eighth of what was left when it was leased, and 15 requests). `API_THROTTLE_LEASE_MAX=1`
-counts every request in Redis.
+counts up to `API_THROTTLE_LEASE_MAX` requests at once, at most a 128th of the limit and an
+eighth of what is left in the window (so one at a time under 256 a window, and in a window's
+last 16), and the process admits that many of the user's requests without asking again, until
+the window ends. So a busy user costs one round trip every few requests, and a user near the
+limit one a request, exactly as without leases. Nothing is admitted past the limit while Redis
+keeps the counter (a counter Redis loses, to a restart or eviction, starts over, as it did
+without leases; a lease then admits what it holds). What a process leased and did not use is
+lost to that window: at most a 128th of the limit per process, whichever processes a user's
+requests reach. `API_THROTTLE_LEASE_MAX=1` counts every request in Redis.
 
 If the cache is unreachable the limits let requests through: accepting work while Redis is
 down is a promise (the dispatch path records it for later), and a rate limit must not break it.
@@ -42,12 +43,13 @@ class _FailOpen:
 
 
 # Counts requests in the window KEYS[1] (ARGV[1] seconds, ARGV[2] allowed): as many as ARGV[3],
-# at most an eighth of those left, at least one; a counter with no expiry (the window's first
-# request, or one left without) gets the window's. Returns the count, the window's milliseconds
-# left and how many were counted.
+# at most ARGV[2] / ARGV[4] and an eighth of those left, at least one; a counter with no expiry
+# (the window's first request, or one left without) gets the window's. Returns the count, the
+# window's milliseconds left and how many were counted.
 _TAKE = """
-local left = tonumber(ARGV[2]) - tonumber(redis.call('GET', KEYS[1]) or '0')
-local taken = math.max(1, math.min(tonumber(ARGV[3]), math.floor(left / 8)))
+local allowed = tonumber(ARGV[2])
+local left = allowed - tonumber(redis.call('GET', KEYS[1]) or '0')
+local taken = math.max(1, math.min(tonumber(ARGV[3]), math.floor(allowed / tonumber(ARGV[4])), math.floor(left / 8)))
 local count = redis.call('INCRBY', KEYS[1], taken)
 local ms = redis.call('PTTL', KEYS[1])
 if ms < 0 then
@@ -69,20 +71,25 @@ def _redis() -> Redis:
     return _client
 
 
+LEASE_SHARE = 128  # a lease is at most this fraction of the limit (1/128)
+
+
 def _take(key: str, seconds: int, allowed: int, most: int) -> tuple[int, int, int]:
     """Count up to `most` requests in the window `key` (`_TAKE`): (count, milliseconds left, counted)."""
     global _count
     if _count is None:
         _count = _redis().register_script(_TAKE)  # EVALSHA, loaded again if Redis forgot it
-    count, ms, taken = _count(keys=[key], args=[seconds, allowed, most])
+    count, ms, taken = _count(keys=[key], args=[seconds, allowed, most, LEASE_SHARE])
     return int(count), int(ms), int(taken)
 
 
 # What this process leased and has not used yet: (window key, allowed, seconds) -> [requests
-# left, monotonic time the window ends]. Old windows are dropped when the table grows.
+# left, monotonic time the window ends]. Ended windows are dropped each time the table has
+# doubled since the last time (so a flood of new keys costs no scan per request).
 _leases: dict[tuple[str, int, int], list] = {}
 _leases_lock = threading.Lock()
-_LEASES_KEPT = 10_000
+_LEASES_KEPT = 4096
+_sweep_at = _LEASES_KEPT
 _MARGIN = 0.05  # seconds: a lease ends this much before Redis's window, never after
 
 
@@ -97,16 +104,18 @@ def _lease_use(lease_key: tuple[str, int, int]) -> bool:
 
 
 def _lease_keep(lease_key: tuple[str, int, int], requests: int, ends_at: float) -> None:
+    global _sweep_at
     with _leases_lock:
+        now = time.monotonic()
         lease = _leases.get(lease_key)
-        if lease is not None and lease[1] > time.monotonic():
+        if lease is not None and lease[1] > now:
             lease[0] += requests  # the same window, leased by two requests at once
             lease[1] = min(lease[1], ends_at)
             return
-        if len(_leases) >= _LEASES_KEPT:
-            now = time.monotonic()
+        if len(_leases) >= _sweep_at:
             for old in [k for k, (_, end) in _leases.items() if end <= now]:
                 del _leases[old]
+            _sweep_at = max(_LEASES_KEPT, 2 * len(_leases))
         _leases[lease_key] = [requests, ends_at]
 
 

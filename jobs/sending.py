@@ -106,7 +106,8 @@ def _publish(record: TaskRecord, headers: dict[str, Any]) -> None:
     task's options (the worker applies its time limits itself), names the sending thread for
     replies (results go to the database here, so the process is named), makes the sent task a
     child of a task running in this thread (a record is sent on its own, whichever task releases
-    it) and returns an `AsyncResult`. `jobs/tests/test_sending.py` compares both messages.
+    it) and returns an `AsyncResult`. `jobs/tests/test_sending.py` compares both messages, and
+    checks that no task declares an option (expires, priority...) this would leave out.
     """
     app = current_app
     amqp = app.amqp

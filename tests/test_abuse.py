@@ -10,6 +10,7 @@ from django.db import connection
 from redis import Redis
 from rest_framework.test import APIClient
 
+from common import throttles
 from common.throttles import leases_clear
 from jobs.models import TaskRecord
 
@@ -83,7 +84,7 @@ def test_in_a_windows_last_half_second_retry_after_is_one_second_not_the_whole_p
 
 
 def test_a_process_takes_a_busy_users_requests_from_redis_a_few_at_a_time(db, settings, make_user, client_for):
-    settings.API_USER_THROTTLE_RATE = "1000/min"
+    settings.API_USER_THROTTLE_RATE = "4096/min"
     user = make_user()
     redis, key = _counter(settings, user)
     client = client_for(user)
@@ -98,9 +99,25 @@ def test_a_process_takes_a_busy_users_requests_from_redis_a_few_at_a_time(db, se
     redis.delete(key)
 
 
+def test_a_small_limit_is_counted_one_request_at_a_time(db, settings, make_user, client_for):
+    settings.API_USER_THROTTLE_RATE = "255/min"  # a lease is at most a 128th of the limit: under 2
+    user = make_user()
+    redis, key = _counter(settings, user)
+    client = client_for(user)
+
+    counted = []
+    for _ in range(3):
+        assert client.get("/api/v1/me/").status_code == 200
+        counted.append(int(redis.get(key)))
+
+    assert counted == [1, 2, 3]
+    redis.delete(key)
+
+
 def test_with_leases_one_process_admits_exactly_the_limit_to_concurrent_requests(
-    transactional_db, settings, make_user, client_for
+    transactional_db, settings, make_user, client_for, monkeypatch
 ):
+    monkeypatch.setattr(throttles, "LEASE_SHARE", 8)  # a small limit leased as a large one is
     settings.API_USER_THROTTLE_RATE = "150/min"
     user = make_user()
     redis, key = _counter(settings, user)
@@ -126,8 +143,11 @@ def test_with_leases_one_process_admits_exactly_the_limit_to_concurrent_requests
     redis.delete(key)
 
 
-def test_what_another_process_leased_is_never_admitted_twice_and_little_is_lost(db, settings, make_user, client_for):
-    """Another process's unused lease is lost to the window: at most an eighth of what was left."""
+def test_what_another_process_leased_is_never_admitted_twice_and_little_is_lost(
+    db, settings, make_user, client_for, monkeypatch
+):
+    """Another process's unused lease is lost to the window: at most what it took, less one."""
+    monkeypatch.setattr(throttles, "LEASE_SHARE", 8)  # a small limit leased as a large one is
     settings.API_USER_THROTTLE_RATE = "200/min"
     user = make_user()
     redis, key = _counter(settings, user)
@@ -143,18 +163,22 @@ def test_what_another_process_leased_is_never_admitted_twice_and_little_is_lost(
 
 
 def test_a_lease_ends_with_its_window(db, settings, make_user, client_for):
-    settings.API_USER_THROTTLE_RATE = "160/s"
+    settings.API_USER_THROTTLE_RATE = "4096/min"
     user = make_user()
     redis, key = _counter(settings, user)
+    redis.set(key, 0, px=2500)  # a window with 2.5 s left
     client = client_for(user)
 
     assert client.get("/api/v1/me/").status_code == 200
-    assert int(redis.get(key)) == 16  # 15 kept by this process for the rest of the second
-    time.sleep(1.2)
+    assert int(redis.get(key)) == 16  # 15 kept by this process for the rest of the window
+    deadline = time.monotonic() + 10
+    while redis.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not redis.exists(key)  # the window ended
     assert client.get("/api/v1/me/").status_code == 200
 
     assert int(redis.get(key)) == 16  # counted in Redis again, in a new window: the old lease was not used
+    assert redis.ttl(key) > 50
     redis.delete(key)
 
 

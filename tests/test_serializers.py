@@ -86,7 +86,33 @@ def test_a_field_that_needs_its_serializer_or_a_nested_one_gives_every_instance_
     class WithNested(SharedFieldsSerializer):
         inner = Shared()
 
-    assert not WithValidator._shareable and not WithNested._shareable and Shared._shareable
+    class WithMethod(SharedFieldsSerializer):
+        text = serializers.CharField()
+        shout = serializers.SerializerMethodField()
+
+        def get_shout(self, data: dict) -> str:
+            return self.initial_data["text"].upper()  # this instance's, not a prototype's
+
+    class MyCharField(serializers.CharField):  # not DRF's or the project's: it may read its parent
+        pass
+
+    class WithOwnField(SharedFieldsSerializer):
+        text = MyCharField()
+
+    class WithInit(SharedFieldsSerializer):
+        text = serializers.CharField()
+
+        def __init__(self, *args: object, optional: bool = False, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            if optional:
+                self.fields["text"].required = False
+
+    assert Shared._shareable
+    for cls in (WithValidator, WithNested, WithMethod, WithOwnField, WithInit):
+        assert not cls._shareable, cls
+    method = WithMethod(data={"text": "mine"})
+    assert method.is_valid() and method.data["shout"] == "MINE"
+    assert WithInit(data={}, optional=True).is_valid() and not WithInit(data={}).is_valid()
     serializer = WithValidator(data={"text": "x"})
     assert serializer.is_valid(), serializer.errors
     assert WithValidator(data={}).fields is not WithValidator(data={}).fields

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 from celery import current_app
+from celery.app.task import extract_exec_options
 from celery.utils.saferepr import saferepr
 from django.db import transaction
 from kombu import Producer
@@ -94,6 +95,20 @@ def test_a_records_message_is_the_one_celerys_send_task_writes(transactional_db,
         }
     finally:
         broker.delete(queue)
+
+
+def test_no_task_has_options_that_a_records_send_would_leave_out(settings):
+    """A record's send does not merge the registered task's options into the message, as
+    send_task does: a task declaring one (expires, priority, a serializer of its own...) would
+    lose it. The queue is the record's; time limits the worker applies from the task itself."""
+    current_app.loader.import_default_modules()  # every app's tasks, as a worker has them
+    tasks = [task for name, task in current_app.tasks.items() if not name.startswith("celery.")]
+    assert len(tasks) > 10
+
+    for task in tasks:
+        options = {name: value for name, value in extract_exec_options(task).items() if value is not None}
+        assert options.pop("serializer", settings.CELERY_TASK_SERIALIZER) == settings.CELERY_TASK_SERIALIZER
+        assert set(options) <= {"queue", "time_limit", "soft_time_limit"}, (task.name, options)
 
 
 def _dispatch(*args: object) -> TaskRecord:

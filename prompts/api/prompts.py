@@ -23,6 +23,8 @@ class Conflict(APIException):
 
 
 class PromptCreateSerializer(SharedFieldsSerializer):
+    """A chat prompt to accept: its text, and optionally a model and a conversation to continue."""
+
     prompt_text = StrictCharField(help_text="What to ask the model.")
     model = StrictCharField(required=False, help_text="A model your tier allows; the default model if omitted.")
     conversation = serializers.IntegerField(
