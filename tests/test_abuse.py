@@ -83,34 +83,29 @@ def test_in_a_windows_last_half_second_retry_after_is_one_second_not_the_whole_p
     redis.delete(key)
 
 
-def test_a_process_takes_a_busy_users_requests_from_redis_a_few_at_a_time(db, settings, make_user, client_for):
-    settings.API_USER_THROTTLE_RATE = "4096/min"
+@pytest.mark.parametrize(
+    "rate, counted_in_redis",
+    [
+        # 16 counted by the first request, used by it and the next 15; then 16 more, and so on.
+        ("4096/min", [16] * 16 + [32] * 16 + [48]),
+        # A lease is at most a 128th of the limit: under 256 a window, one request at a time.
+        ("255/min", [1, 2, 3]),
+    ],
+)
+def test_a_process_takes_a_busy_users_requests_from_redis_a_few_at_a_time(
+    db, settings, make_user, client_for, rate, counted_in_redis
+):
+    settings.API_USER_THROTTLE_RATE = rate
     user = make_user()
     redis, key = _counter(settings, user)
     client = client_for(user)
 
     counted = []
-    for _ in range(33):
+    for _ in counted_in_redis:
         assert client.get("/api/v1/me/").status_code == 200
         counted.append(int(redis.get(key)))
 
-    # 16 counted by the first request, used by it and the next 15; then 16 more, and so on.
-    assert counted == [16] * 16 + [32] * 16 + [48]
-    redis.delete(key)
-
-
-def test_a_small_limit_is_counted_one_request_at_a_time(db, settings, make_user, client_for):
-    settings.API_USER_THROTTLE_RATE = "255/min"  # a lease is at most a 128th of the limit: under 2
-    user = make_user()
-    redis, key = _counter(settings, user)
-    client = client_for(user)
-
-    counted = []
-    for _ in range(3):
-        assert client.get("/api/v1/me/").status_code == 200
-        counted.append(int(redis.get(key)))
-
-    assert counted == [1, 2, 3]
+    assert counted == counted_in_redis
     redis.delete(key)
 
 
